@@ -1,0 +1,316 @@
+//! In-memory adapters: the same ports with no I/O at all.
+//!
+//! They exist for tests that run on tokio's paused clock (a blocking SQLite
+//! call would let paused time jump past a deadline) and as a second back end
+//! for the conformance suites. Not durable: never used by a binary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use failover_core::ports::{
+    Clock, Delivery, EventPublisher, IdemRecord, IdempotencyStore, NotifyError, Queue, QueueError,
+    QueueStats, StoreError, TicketStore, TopicEvent,
+};
+use failover_core::ticket::{Status, Ticket, TicketId};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+struct Message {
+    id: String,
+    body: String,
+    sent_at: i64,
+    visible_at: i64,
+    receive_count: u32,
+    receipt: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    tickets: HashMap<TicketId, Ticket>,
+    idem: HashMap<String, IdemRecord>,
+    queue: BTreeMap<u64, Message>,
+    next_seq: u64,
+    dead: Vec<(Message, String)>,
+    published: Vec<TopicEvent>,
+}
+
+#[derive(Clone)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+    clock: Arc<dyn Clock>,
+    arrivals: Arc<Notify>,
+    max_receives: u32,
+}
+
+impl MemoryStore {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            state: Arc::default(),
+            clock,
+            arrivals: Arc::new(Notify::new()),
+            max_receives: 100,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Topic events published so far.
+    pub fn published(&self) -> Vec<TopicEvent> {
+        self.lock().published.clone()
+    }
+
+    /// Bodies and reasons of dead-lettered messages.
+    pub fn dead_letters(&self) -> Vec<(String, String)> {
+        self.lock()
+            .dead
+            .iter()
+            .map(|(m, r)| (m.body.clone(), r.clone()))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl TicketStore for MemoryStore {
+    async fn create(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut s = self.lock();
+        match s.tickets.get(&ticket.id) {
+            Some(t) if t.purge_at() > now => Err(StoreError::Conflict),
+            _ => {
+                s.tickets.insert(ticket.id, ticket.clone());
+                Ok(())
+            }
+        }
+    }
+
+    async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        let now = self.clock.now_ms();
+        Ok(self
+            .lock()
+            .tickets
+            .get(id)
+            .filter(|t| t.purge_at() > now)
+            .cloned())
+    }
+
+    async fn update(
+        &self,
+        next: &Ticket,
+        expected_status: Status,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        match s.tickets.get_mut(&next.id) {
+            Some(t) if t.status == expected_status && t.version == expected_version => {
+                *t = next.clone();
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict),
+        }
+    }
+
+    async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        match s.tickets.get(id) {
+            Some(t) if t.version == expected_version => {
+                s.tickets.remove(id);
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict),
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn insert(&self, record: &IdemRecord) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut s = self.lock();
+        match s.idem.get(&record.key) {
+            Some(r) if r.expires_at > now => Err(StoreError::Conflict),
+            _ => {
+                s.idem.insert(record.key.clone(), record.clone());
+                Ok(())
+            }
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<IdemRecord>, StoreError> {
+        let now = self.clock.now_ms();
+        Ok(self
+            .lock()
+            .idem
+            .get(key)
+            .filter(|r| r.expires_at > now)
+            .cloned())
+    }
+
+    async fn replace(&self, record: &IdemRecord, expected_version: u64) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        match s.idem.get_mut(&record.key) {
+            Some(r) if r.version == expected_version => {
+                *r = record.clone();
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict),
+        }
+    }
+
+    async fn delete(&self, key: &str, expected_version: u64) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        match s.idem.get(key) {
+            Some(r) if r.version == expected_version => {
+                s.idem.remove(key);
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict),
+        }
+    }
+}
+
+impl MemoryStore {
+    fn by_receipt(s: &mut State, receipt: &str) -> Option<u64> {
+        s.queue
+            .iter()
+            .find(|(_, m)| m.receipt.as_deref() == Some(receipt))
+            .map(|(seq, _)| *seq)
+    }
+
+    fn receive_now(&self, max: usize, visibility: Duration) -> Vec<Delivery> {
+        let now = self.clock.now_ms();
+        let mut s = self.lock();
+        let mut ready: Vec<(i64, u64)> = s
+            .queue
+            .iter()
+            .filter(|(_, m)| m.visible_at <= now)
+            .map(|(seq, m)| (m.visible_at, *seq))
+            .collect();
+        ready.sort_unstable();
+        let mut out = Vec::new();
+        for (_, seq) in ready.into_iter().take(max) {
+            let Some(m) = s.queue.get_mut(&seq) else {
+                continue;
+            };
+            if m.receive_count >= self.max_receives {
+                if let Some(m) = s.queue.remove(&seq) {
+                    s.dead.push((m, "max receives exceeded".into()));
+                }
+                continue;
+            }
+            m.receive_count += 1;
+            m.visible_at = now + visibility.as_millis() as i64;
+            let receipt = format!("{seq}:{}", Uuid::new_v4().simple());
+            m.receipt = Some(receipt.clone());
+            out.push(Delivery {
+                message_id: m.id.clone(),
+                receipt,
+                body: m.body.clone(),
+                receive_count: m.receive_count,
+            });
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryStore {
+    async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+        let now = self.clock.now_ms();
+        let id = Uuid::new_v4().to_string();
+        {
+            let mut s = self.lock();
+            s.next_seq += 1;
+            let seq = s.next_seq;
+            s.queue.insert(
+                seq,
+                Message {
+                    id: id.clone(),
+                    body: body.to_string(),
+                    sent_at: now,
+                    visible_at: now + delay.as_millis() as i64,
+                    receive_count: 0,
+                    receipt: None,
+                },
+            );
+        }
+        self.arrivals.notify_waiters();
+        Ok(id)
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let arrived = self.arrivals.notified();
+            let got = self.receive_now(max, visibility);
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if !got.is_empty() || left.is_zero() {
+                return Ok(got);
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), arrived).await;
+        }
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
+        let mut s = self.lock();
+        let seq = Self::by_receipt(&mut s, receipt).ok_or(QueueError::StaleReceipt)?;
+        s.queue.remove(&seq);
+        Ok(())
+    }
+
+    async fn defer(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        let now = self.clock.now_ms();
+        let mut s = self.lock();
+        let seq = Self::by_receipt(&mut s, receipt).ok_or(QueueError::StaleReceipt)?;
+        if let Some(m) = s.queue.get_mut(&seq) {
+            m.visible_at = now + delay.as_millis() as i64;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+        let mut s = self.lock();
+        let seq = Self::by_receipt(&mut s, &delivery.receipt).ok_or(QueueError::StaleReceipt)?;
+        if let Some(m) = s.queue.remove(&seq) {
+            s.dead.push((m, reason.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let now = self.clock.now_ms();
+        let s = self.lock();
+        let visible = s.queue.values().filter(|m| m.visible_at <= now).count() as u64;
+        Ok(QueueStats {
+            visible,
+            in_flight: s.queue.len() as u64 - visible,
+            dead_letters: s.dead.len() as u64,
+            oldest_age_ms: s
+                .queue
+                .values()
+                .map(|m| m.sent_at)
+                .min()
+                .map(|t| (now - t).max(0) as u64),
+        })
+    }
+}
+
+#[async_trait]
+impl EventPublisher for MemoryStore {
+    async fn publish(&self, event: &TopicEvent) -> Result<(), NotifyError> {
+        let mut s = self.lock();
+        if !s.published.iter().any(|e| e.event_id == event.event_id) {
+            s.published.push(event.clone());
+        }
+        Ok(())
+    }
+}

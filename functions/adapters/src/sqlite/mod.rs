@@ -1,0 +1,202 @@
+//! The embedded durable store: tickets, queue, idempotency records and the
+//! publication log in ONE SQLite file.
+//!
+//! One file means one transaction log: a ticket and its message are each
+//! committed (WAL, `synchronous=FULL`) before the API answers 202, and a
+//! `kill -9` at any point leaves either the committed rows or nothing. The
+//! queue mimics SQS where the worker depends on it: a visibility timeout, a
+//! receive count, a receipt that is replaced on every delivery (a stale one
+//! cannot delete a redelivered message), and a redrive to the dead-letter
+//! table after `max_receives` deliveries.
+//!
+//! rusqlite is blocking, so every call runs on tokio's blocking pool behind
+//! one mutex-guarded connection: SQLite serialises writers anyway, and one
+//! connection keeps the code free of `SQLITE_BUSY` handling.
+
+mod queue;
+mod store;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use failover_core::ports::{Clock, StoreError};
+use rusqlite::Connection;
+use tokio::sync::Notify;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tickets (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    purge_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    visible_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at, seq);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    receive_count INTEGER NOT NULL,
+    sent_at INTEGER NOT NULL,
+    dead_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS publications (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    event_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL,
+    published_at INTEGER NOT NULL
+);
+"#;
+
+/// Tuning of the embedded queue.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteOptions {
+    /// Deliveries before a message is moved to the dead-letter table (SQS's
+    /// `maxReceiveCount`). The worker counts attempts on the ticket itself;
+    /// this only catches messages that crash every worker that takes them.
+    pub max_receives: u32,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { max_receives: 100 }
+    }
+}
+
+/// A row of the publication log (what SNS would have received).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub body: String,
+}
+
+/// A row of the dead-letter table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: String,
+    pub body: String,
+    pub reason: String,
+    pub receive_count: u32,
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
+    options: SqliteOptions,
+    /// Wakes long-polling receivers when a message is sent.
+    arrivals: Arc<Notify>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        // FULL: a commit is on disk before we answer 202, even on power loss.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(unavailable)?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            clock,
+            options,
+            arrivals: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| unavailable("connection poisoned"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The publication log, oldest first (local mode's stand-in for SNS).
+    pub async fn publications(&self) -> Result<Vec<Publication>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT event_id, event_type, status, body FROM publications ORDER BY seq")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Publication {
+                        event_id: r.get(0)?,
+                        event_type: r.get(1)?,
+                        status: r.get(2)?,
+                        body: r.get(3)?,
+                    })
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    /// The dead-letter table, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT id, body, reason, receive_count FROM dead_letters ORDER BY dead_at, id",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(DeadLetter {
+                        id: r.get(0)?,
+                        body: r.get(1)?,
+                        reason: r.get(2)?,
+                        receive_count: r.get(3)?,
+                    })
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+}

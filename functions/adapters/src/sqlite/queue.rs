@@ -1,0 +1,225 @@
+//! The embedded queue: SQS semantics on a SQLite table.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use failover_core::ports::{Delivery, Queue, QueueError, QueueStats, StoreError};
+use rusqlite::{params, OptionalExtension};
+use uuid::Uuid;
+
+use super::SqliteStore;
+
+fn queue_err(e: StoreError) -> QueueError {
+    match e {
+        StoreError::Conflict => QueueError::StaleReceipt,
+        StoreError::Unavailable(m) => QueueError::Unavailable(m),
+    }
+}
+
+fn sql_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// How often a long poll looks again for messages whose delay ran out
+/// (new messages wake it at once).
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+impl SqliteStore {
+    async fn receive_now(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let now = self.now();
+        let hidden_until = now + visibility.as_millis() as i64;
+        let max_receives = self.options.max_receives;
+        self.with(move |c| {
+            let tx = c.transaction().map_err(sql_err)?;
+            let mut out = Vec::new();
+            {
+                let mut pick = tx
+                    .prepare(
+                        "SELECT seq, id, body, receive_count, sent_at FROM queue
+                         WHERE visible_at <= ?1 ORDER BY visible_at, seq LIMIT ?2",
+                    )
+                    .map_err(sql_err)?;
+                let rows = pick
+                    .query_map(params![now, max as i64], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, u32>(3)?,
+                            r.get::<_, i64>(4)?,
+                        ))
+                    })
+                    .map_err(sql_err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_err)?;
+                for (seq, id, body, count, sent_at) in rows {
+                    if count >= max_receives {
+                        // Redrive: like SQS, on the receive after the limit.
+                        tx.execute(
+                            "INSERT OR REPLACE INTO dead_letters
+                             (id, body, reason, receive_count, sent_at, dead_at)
+                             VALUES (?1, ?2, 'max receives exceeded', ?3, ?4, ?5)",
+                            params![id, body, count, sent_at, now],
+                        )
+                        .map_err(sql_err)?;
+                        tx.execute("DELETE FROM queue WHERE seq = ?1", params![seq])
+                            .map_err(sql_err)?;
+                        continue;
+                    }
+                    let receipt = format!("{seq}:{}", Uuid::new_v4().simple());
+                    tx.execute(
+                        "UPDATE queue SET visible_at = ?2, receive_count = receive_count + 1,
+                         receipt = ?3 WHERE seq = ?1",
+                        params![seq, hidden_until, receipt],
+                    )
+                    .map_err(sql_err)?;
+                    out.push(Delivery {
+                        message_id: id,
+                        receipt,
+                        body,
+                        receive_count: count + 1,
+                    });
+                }
+            }
+            tx.commit().map_err(sql_err)?;
+            Ok(out)
+        })
+        .await
+        .map_err(queue_err)
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteStore {
+    async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+        let id = Uuid::new_v4().to_string();
+        let (body, now) = (body.to_string(), self.now());
+        let visible_at = now + delay.as_millis() as i64;
+        let row_id = id.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO queue (id, body, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4)",
+                params![row_id, body, now, visible_at],
+            )
+            .map_err(sql_err)
+        })
+        .await
+        .map_err(queue_err)?;
+        self.arrivals.notify_waiters();
+        Ok(id)
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            // Register interest before looking, so a send in between is seen.
+            let arrived = self.arrivals.notified();
+            let got = self.receive_now(max, visibility).await?;
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if !got.is_empty() || left.is_zero() {
+                return Ok(got);
+            }
+            let _ = tokio::time::timeout(left.min(POLL_EVERY), arrived).await;
+        }
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
+        let receipt = receipt.to_string();
+        self.with(move |c| {
+            let n = c
+                .execute("DELETE FROM queue WHERE receipt = ?1", params![receipt])
+                .map_err(sql_err)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict)
+            }
+        })
+        .await
+        .map_err(queue_err)
+    }
+
+    async fn defer(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        let receipt = receipt.to_string();
+        let visible_at = self.now() + delay.as_millis() as i64;
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE queue SET visible_at = ?2 WHERE receipt = ?1",
+                    params![receipt, visible_at],
+                )
+                .map_err(sql_err)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict)
+            }
+        })
+        .await
+        .map_err(queue_err)
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+        let (receipt, reason, now) = (delivery.receipt.clone(), reason.to_string(), self.now());
+        self.with(move |c| {
+            let tx = c.transaction().map_err(sql_err)?;
+            let row: Option<(i64, String, String, u32, i64)> = tx
+                .query_row(
+                    "SELECT seq, id, body, receive_count, sent_at FROM queue WHERE receipt = ?1",
+                    params![receipt],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()
+                .map_err(sql_err)?;
+            let Some((seq, id, body, count, sent_at)) = row else {
+                return Err(StoreError::Conflict);
+            };
+            tx.execute(
+                "INSERT OR REPLACE INTO dead_letters (id, body, reason, receive_count, sent_at, dead_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, body, reason, count, sent_at, now],
+            )
+            .map_err(sql_err)?;
+            tx.execute("DELETE FROM queue WHERE seq = ?1", params![seq])
+                .map_err(sql_err)?;
+            tx.commit().map_err(sql_err)
+        })
+        .await
+        .map_err(queue_err)
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let now = self.now();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT
+                   (SELECT COUNT(*) FROM queue WHERE visible_at <= ?1),
+                   (SELECT COUNT(*) FROM queue WHERE visible_at > ?1),
+                   (SELECT COUNT(*) FROM dead_letters),
+                   (SELECT MIN(sent_at) FROM queue)",
+                params![now],
+                |r| {
+                    let oldest: Option<i64> = r.get(3)?;
+                    Ok(QueueStats {
+                        visible: r.get::<_, i64>(0)? as u64,
+                        in_flight: r.get::<_, i64>(1)? as u64,
+                        dead_letters: r.get::<_, i64>(2)? as u64,
+                        oldest_age_ms: oldest.map(|t| (now - t).max(0) as u64),
+                    })
+                },
+            )
+            .map_err(sql_err)
+        })
+        .await
+        .map_err(queue_err)
+    }
+}

@@ -1,0 +1,234 @@
+//! Tickets, idempotency records and the publication log on SQLite.
+//!
+//! Each conditional write is a single `UPDATE ... WHERE status = ? AND
+//! version = ?` (or an `INSERT` on a primary key): SQLite applies it
+//! atomically, and zero changed rows means the condition failed.
+
+use async_trait::async_trait;
+use failover_core::ports::{
+    EventPublisher, IdemRecord, IdempotencyStore, NotifyError, StoreError, TicketStore, TopicEvent,
+};
+use failover_core::ticket::{Status, Ticket, TicketId};
+use rusqlite::{params, OptionalExtension};
+
+use super::{unavailable, SqliteStore};
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(unavailable)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
+    serde_json::from_str(doc).map_err(|e| unavailable(format!("corrupt row: {e}")))
+}
+
+fn changed(n: usize) -> Result<(), StoreError> {
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict)
+    }
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::ConstraintViolation)
+    )
+}
+
+#[async_trait]
+impl TicketStore for SqliteStore {
+    async fn create(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        let (id, status, version, purge) = (
+            ticket.id.to_string(),
+            ticket.status.as_str(),
+            ticket.version as i64,
+            ticket.purge_at(),
+        );
+        let doc = encode(ticket)?;
+        let now = self.now();
+        self.with(move |c| {
+            // An expired row with this id may linger; it does not count.
+            c.execute(
+                "DELETE FROM tickets WHERE id = ?1 AND purge_at <= ?2",
+                params![id, now],
+            )
+            .map_err(unavailable)?;
+            match c.execute(
+                "INSERT INTO tickets (id, status, version, purge_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, status, version, purge, doc],
+            ) {
+                Ok(_) => Ok(()),
+                Err(e) if is_constraint(&e) => Err(StoreError::Conflict),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        let id = id.to_string();
+        let now = self.now();
+        let doc: Option<String> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT doc FROM tickets WHERE id = ?1 AND purge_at > ?2",
+                    params![id, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)
+            })
+            .await?;
+        doc.as_deref().map(decode).transpose()
+    }
+
+    async fn update(
+        &self,
+        next: &Ticket,
+        expected_status: Status,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let (id, status, version, purge) = (
+            next.id.to_string(),
+            next.status.as_str(),
+            next.version as i64,
+            next.purge_at(),
+        );
+        let doc = encode(next)?;
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE tickets SET status = ?2, version = ?3, purge_at = ?4, doc = ?5
+                     WHERE id = ?1 AND status = ?6 AND version = ?7",
+                    params![
+                        id,
+                        status,
+                        version,
+                        purge,
+                        doc,
+                        expected_status.as_str(),
+                        expected_version as i64
+                    ],
+                )
+                .map_err(unavailable)?;
+            changed(n)
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM tickets WHERE id = ?1 AND version = ?2",
+                    params![id, expected_version as i64],
+                )
+                .map_err(unavailable)?;
+            changed(n)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn insert(&self, record: &IdemRecord) -> Result<(), StoreError> {
+        let (key, version, expires) =
+            (record.key.clone(), record.version as i64, record.expires_at);
+        let doc = encode(record)?;
+        let now = self.now();
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM idempotency WHERE key = ?1 AND expires_at <= ?2",
+                params![key, now],
+            )
+            .map_err(unavailable)?;
+            match c.execute(
+                "INSERT INTO idempotency (key, version, expires_at, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![key, version, expires, doc],
+            ) {
+                Ok(_) => Ok(()),
+                Err(e) if is_constraint(&e) => Err(StoreError::Conflict),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<IdemRecord>, StoreError> {
+        let key = key.to_string();
+        let now = self.now();
+        let doc: Option<String> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT doc FROM idempotency WHERE key = ?1 AND expires_at > ?2",
+                    params![key, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)
+            })
+            .await?;
+        doc.as_deref().map(decode).transpose()
+    }
+
+    async fn replace(&self, record: &IdemRecord, expected_version: u64) -> Result<(), StoreError> {
+        let (key, version, expires) =
+            (record.key.clone(), record.version as i64, record.expires_at);
+        let doc = encode(record)?;
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE idempotency SET version = ?2, expires_at = ?3, doc = ?4
+                     WHERE key = ?1 AND version = ?5",
+                    params![key, version, expires, doc, expected_version as i64],
+                )
+                .map_err(unavailable)?;
+            changed(n)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str, expected_version: u64) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM idempotency WHERE key = ?1 AND version = ?2",
+                    params![key, expected_version as i64],
+                )
+                .map_err(unavailable)?;
+            changed(n)
+        })
+        .await
+    }
+}
+
+/// Local mode's topic: the publication is logged and kept in the file.
+#[async_trait]
+impl EventPublisher for SqliteStore {
+    async fn publish(&self, event: &TopicEvent) -> Result<(), NotifyError> {
+        let e = event.clone();
+        let now = self.now();
+        tracing::info!(
+            event_id = %e.event_id,
+            event_type = %e.event_type,
+            status = %e.status,
+            "topic publication (local mode: recorded in the store)"
+        );
+        self.with(move |c| {
+            // The same event published twice (a retried delivery) is one row.
+            c.execute(
+                "INSERT OR IGNORE INTO publications (event_id, event_type, status, body, published_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![e.event_id, e.event_type, e.status, e.body, now],
+            )
+            .map_err(unavailable)
+            .map(|_| ())
+        })
+        .await
+        .map_err(|e| NotifyError(e.to_string()))
+    }
+}

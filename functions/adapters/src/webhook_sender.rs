@@ -1,0 +1,81 @@
+//! Webhook delivery over HTTP, with the SSRF guard applied to resolved names.
+//!
+//! `Callback-Url` is validated when a request is accepted, but a public name
+//! can resolve to a private address by delivery time. The client resolves
+//! names through [`GuardedResolver`], which drops every address the callback
+//! rules refuse, and it never follows redirects (a redirect is another way to
+//! reach a target nobody validated).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use failover_core::callback::{ip_allowed, CallbackRules};
+use failover_core::ports::{NotifyError, WebhookSender};
+use failover_core::webhook::SignedHeaders;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+struct GuardedResolver {
+    rules: CallbackRules,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let rules = self.rules;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| ip_allowed(a.ip(), rules))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves to no address callbacks may use").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpWebhookSender {
+    client: reqwest::Client,
+}
+
+impl HttpWebhookSender {
+    pub fn new(rules: CallbackRules) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver { rules }))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent("failover-gateway-webhooks/1")
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { client })
+    }
+}
+
+#[async_trait]
+impl WebhookSender for HttpWebhookSender {
+    async fn post(
+        &self,
+        url: &str,
+        headers: &SignedHeaders,
+        body: &str,
+        timeout: Duration,
+    ) -> Result<u16, NotifyError> {
+        let resp = self
+            .client
+            .post(url)
+            .timeout(timeout)
+            .header("content-type", "application/json")
+            .header("webhook-id", &headers.id)
+            .header("webhook-timestamp", &headers.timestamp)
+            .header("webhook-signature", &headers.signature)
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| NotifyError(e.to_string()))?;
+        Ok(resp.status().as_u16())
+    }
+}

@@ -1,0 +1,89 @@
+//! # failover-api
+//!
+//! The ONE axum router of the HTTP API (CONTRACT.md). Local mode serves it
+//! with `axum::serve`; the Lambda function serves the same router with
+//! `lambda_http::run`, so the two cannot drift.
+//!
+//! The router validates input and renders output; every decision is the
+//! engine's ([`failover_core::Engine`]). Errors are problem+json, mapped in
+//! [`problem`].
+
+pub mod health;
+pub mod problem;
+pub mod requests;
+pub mod tickets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::routing::{get, post};
+use axum::Router;
+use failover_core::callback::CallbackRules;
+use failover_core::Engine;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::problem::ApiError;
+
+/// A cap on the sync deadline set by the host: the Lambda function inserts
+/// it (remaining invocation time minus the capture reserve) as a request
+/// extension.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineCap(pub Duration);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub callback_rules: CallbackRules,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        let p = engine.policy();
+        let callback_rules = CallbackRules {
+            allow_private: p.allow_private_callbacks,
+            allow_loopback: p.allow_loopback_callbacks,
+        };
+        Self {
+            engine,
+            callback_rules,
+        }
+    }
+}
+
+async fn no_route(req: Request) -> ApiError {
+    ApiError::NoRoute(req.uri().path().to_string())
+}
+
+async fn wrong_method(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed(req.method().to_string())
+}
+
+/// The API. Every response carries `X-Request-Id` (the client's, or a new
+/// UUID).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/requests", post(requests::submit))
+        .route("/tickets/{id}", get(tickets::get_ticket))
+        .route("/tickets/{id}/result", get(tickets::get_result))
+        .route("/health", get(health::health))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        // The handler enforces MAX_BODY_BYTES itself, with a problem+json 413.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
+}

@@ -1,0 +1,157 @@
+//! RFC 9457 problem details: every error the service itself produces.
+//!
+//! Each [`ApiError`] variant maps to exactly one status and problem type
+//! here, so the status codes of the API are decided in one place.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use failover_core::engine::SubmitError;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    BadHeader(String),
+    #[error("{0}")]
+    BadParameter(String),
+    #[error("Content-Type must be application/json (got {0})")]
+    UnsupportedMediaType(String),
+    #[error("the body exceeds {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("no ticket {0}")]
+    TicketNotFound(String),
+    #[error("ticket {id} is {status}; its result is not ready")]
+    ResultNotReady {
+        id: String,
+        status: &'static str,
+        retry_after_s: u64,
+    },
+    #[error("ticket {0} failed without any answer from the backend")]
+    NoBackendAnswer(String),
+    #[error("the backend answered with an invalid status {0}")]
+    BadGateway(u16),
+    #[error("no route for {0}")]
+    NoRoute(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
+            BadHeader(_) => (StatusCode::BAD_REQUEST, "bad-header", "Invalid header"),
+            BadParameter(_) => (
+                StatusCode::BAD_REQUEST,
+                "bad-parameter",
+                "Invalid parameter",
+            ),
+            UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            TooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            TicketNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "ticket-not-found",
+                "Ticket not found",
+            ),
+            ResultNotReady { .. } => (
+                StatusCode::NOT_FOUND,
+                "result-not-ready",
+                "Result not ready",
+            ),
+            NoBackendAnswer(_) => (
+                StatusCode::BAD_GATEWAY,
+                "no-backend-answer",
+                "The backend never answered",
+            ),
+            BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad-gateway", "Bad gateway"),
+            NoRoute(_) => (StatusCode::NOT_FOUND, "no-route", "Not found"),
+            MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Submit(SubmitError::InFlight { .. }) => (
+                StatusCode::CONFLICT,
+                "idempotency-key-in-use",
+                "Request with this Idempotency-Key in progress",
+            ),
+            Submit(SubmitError::KeyReused) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused with a different body",
+            ),
+            Submit(SubmitError::Unavailable { .. }) | Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Temporarily unable to accept requests",
+            ),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Submit(SubmitError::InFlight { retry_after_s })
+            | ApiError::Submit(SubmitError::Unavailable { retry_after_s, .. })
+            | ApiError::ResultNotReady { retry_after_s, .. } => Some(*retry_after_s),
+            ApiError::Unavailable(_) => Some(2),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.parts();
+        let status_url = match &self {
+            ApiError::ResultNotReady { id, .. } => Some(format!("/tickets/{id}")),
+            _ => None,
+        };
+        let problem = Problem {
+            kind: format!("/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+            status_url: status_url.clone(),
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(s) = self.retry_after() {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some(url) = status_url.and_then(|u| HeaderValue::from_str(&u).ok()) {
+            h.insert(header::LOCATION, url);
+        }
+        resp
+    }
+}

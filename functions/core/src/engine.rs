@@ -1,0 +1,374 @@
+//! The failover engine: answer in time, or accept durably.
+//!
+//! For each request: decide whether to try the backend at all (client asked
+//! for async, `FORCE_MODE`, load shedding, breaker), try it under a hard
+//! deadline, classify the outcome (2xx/3xx/4xx answer the client; timeout,
+//! 5xx, 429 and connection errors fail over), and otherwise capture the
+//! request: the ticket first, then the queue message. A 202 leaves here only
+//! after both writes returned; if either fails, the ticket is removed again
+//! and the caller gets [`SubmitError::Unavailable`] (503), never a 202 for a
+//! request that could be lost.
+//!
+//! The ticket id is minted before the sync attempt and sent to the backend as
+//! `Idempotency-Key`, so a sync attempt that timed out after the backend
+//! acted, and the background retry that follows, are one operation to it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::{timeout, Instant};
+
+use crate::breaker::{Admission, CallOutcome, HealthGate};
+use crate::config::{ForceMode, Policy};
+use crate::idempotency::{self, Begin};
+use crate::message::QueueMessage;
+use crate::ports::{
+    Backend, BackendRequest, Clock, IdemOutcome, IdempotencyStore, Queue, TicketStore,
+};
+use crate::ticket::{CapturedRequest, Reason, Ticket, TicketId};
+
+/// The ports the engine and the worker use.
+#[derive(Clone)]
+pub struct Deps {
+    pub backend: Arc<dyn Backend>,
+    pub tickets: Arc<dyn TicketStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub queue: Arc<dyn Queue>,
+    pub health: Arc<dyn HealthGate>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A validated `POST /requests`.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    pub body: String,
+    pub content_type: String,
+    pub request_id: String,
+    pub idempotency_key: Option<String>,
+    pub callback_url: Option<String>,
+    /// `Prefer: respond-async`.
+    pub respond_async: bool,
+    /// `Prefer: wait=N`.
+    pub wait: Option<Duration>,
+    /// A further cap from the host (Lambda's remaining time minus a reserve).
+    pub deadline_cap: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The backend's own answer.
+    Sync {
+        ticket_id: TicketId,
+        status: u16,
+        body: Vec<u8>,
+        content_type: Option<String>,
+    },
+    /// 202: captured durably.
+    Accepted {
+        ticket_id: TicketId,
+        reason: Reason,
+        retry_after_s: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub answer: Answer,
+    /// `Preference-Applied` values.
+    pub applied: Vec<String>,
+    /// True when this is a stored outcome replayed for an `Idempotency-Key`.
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("a request with this Idempotency-Key is still in progress")]
+    InFlight { retry_after_s: u64 },
+    #[error("this Idempotency-Key was used with a different body")]
+    KeyReused,
+    #[error("the request could not be stored durably: {detail}")]
+    Unavailable { retry_after_s: u64, detail: String },
+}
+
+pub struct Engine {
+    policy: Arc<Policy>,
+    deps: Deps,
+    inflight: Arc<Semaphore>,
+}
+
+fn secs_ceil(ms: u64) -> u64 {
+    ms.div_ceil(1000).max(1)
+}
+
+impl Engine {
+    pub fn new(policy: Arc<Policy>, deps: Deps) -> Self {
+        let inflight = Arc::new(Semaphore::new(policy.sync_max_inflight));
+        Self {
+            policy,
+            deps,
+            inflight,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn deps(&self) -> &Deps {
+        &self.deps
+    }
+
+    /// Sync attempts running now.
+    pub fn sync_inflight(&self) -> usize {
+        self.policy.sync_max_inflight - self.inflight.available_permits()
+    }
+
+    pub async fn submit(&self, sub: Submission) -> Result<Submitted, SubmitError> {
+        let Some(key) = sub.idempotency_key.clone() else {
+            return self.run(&sub, TicketId::new()).await;
+        };
+        let now = self.deps.clock.now_ms();
+        let fp = idempotency::fingerprint(sub.body.as_bytes());
+        let lease = (self.policy.sync_deadline + self.policy.capture_timeout * 2).as_millis();
+        let ttl = self.policy.ticket_ttl.as_millis() as i64;
+        let store = self.deps.idempotency.as_ref();
+        let record = match idempotency::begin(store, &key, &fp, now, lease as i64, ttl).await {
+            Err(e) => return Err(unavailable(e.to_string())),
+            Ok(Begin::Mismatch) => return Err(SubmitError::KeyReused),
+            Ok(Begin::InFlight { retry_after_ms }) => {
+                return Err(SubmitError::InFlight {
+                    retry_after_s: secs_ceil(retry_after_ms),
+                })
+            }
+            Ok(Begin::Replay(outcome)) => {
+                return replay(outcome).ok_or(SubmitError::InFlight { retry_after_s: 1 })
+            }
+            Ok(Begin::Run(record)) => record,
+        };
+        let result = self.run(&sub, TicketId::new()).await;
+        match &result {
+            Ok(done) => {
+                let outcome = match &done.answer {
+                    Answer::Sync {
+                        ticket_id,
+                        status,
+                        body,
+                        content_type,
+                    } => IdemOutcome::Sync {
+                        status: *status,
+                        body: String::from_utf8_lossy(body).into_owned(),
+                        content_type: content_type.clone(),
+                        ticket_id: *ticket_id,
+                    },
+                    Answer::Accepted {
+                        ticket_id, reason, ..
+                    } => IdemOutcome::Accepted {
+                        ticket_id: *ticket_id,
+                        reason: *reason,
+                    },
+                };
+                if let Err(e) = idempotency::finish(store, &record, outcome).await {
+                    // The answer stands; a retry inside the lease gets 409,
+                    // after it the request runs again under the same key.
+                    tracing::error!(error = %e, key, "could not store the idempotent outcome");
+                }
+            }
+            Err(_) => {
+                if let Err(e) = idempotency::abandon(store, &record).await {
+                    tracing::warn!(error = %e, key, "could not free the idempotency key");
+                }
+            }
+        }
+        result
+    }
+
+    async fn run(&self, sub: &Submission, ticket_id: TicketId) -> Result<Submitted, SubmitError> {
+        let mut applied = Vec::new();
+        if sub.respond_async {
+            applied.push("respond-async".to_string());
+            return self
+                .capture(sub, ticket_id, Reason::ClientRequested, None, applied)
+                .await;
+        }
+        if self.policy.force_mode == ForceMode::Async {
+            return self
+                .capture(sub, ticket_id, Reason::Forced, None, applied)
+                .await;
+        }
+        // Shed before asking the breaker, so that a shed request never takes
+        // the half-open probe slot.
+        let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
+            return self
+                .capture(sub, ticket_id, Reason::Overloaded, None, applied)
+                .await;
+        };
+        let admission = self.deps.health.admit().await;
+        if let Admission::Open { retry_after } = admission {
+            let hint = secs_ceil(retry_after.as_millis() as u64);
+            return self
+                .capture(sub, ticket_id, Reason::CircuitOpen, Some(hint), applied)
+                .await;
+        }
+        let mut deadline = self.policy.sync_deadline;
+        if let Some(wait) = sub.wait {
+            deadline = deadline.min(wait);
+            applied.push(format!("wait={}", wait.as_secs()));
+        }
+        if let Some(cap) = sub.deadline_cap {
+            deadline = deadline.min(cap);
+        }
+        let started = Instant::now();
+        let call = self.deps.backend.call(BackendRequest {
+            ticket_id: &ticket_id,
+            request_id: &sub.request_id,
+            body: &sub.body,
+            content_type: &sub.content_type,
+        });
+        let outcome = if deadline.is_zero() {
+            None
+        } else {
+            timeout(deadline, call).await.ok()
+        };
+        let latency = started.elapsed();
+        drop(permit);
+        let (health, reason) = match outcome {
+            None => (CallOutcome::Timeout, Reason::Timeout),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, %ticket_id, "backend unreachable");
+                (CallOutcome::Error, Reason::BackendError)
+            }
+            Some(Ok(r)) if r.status >= 500 || r.status == 429 => {
+                tracing::warn!(status = r.status, %ticket_id, "backend failed");
+                (CallOutcome::Error, Reason::BackendError)
+            }
+            Some(Ok(r)) => {
+                self.deps
+                    .health
+                    .record(admission, CallOutcome::Answered, latency)
+                    .await;
+                return Ok(Submitted {
+                    answer: Answer::Sync {
+                        ticket_id,
+                        status: r.status,
+                        body: r.body,
+                        content_type: r.content_type,
+                    },
+                    applied,
+                    replayed: false,
+                });
+            }
+        };
+        self.deps.health.record(admission, health, latency).await;
+        self.capture(sub, ticket_id, reason, None, applied).await
+    }
+
+    /// Ticket, then message; both durable before the 202.
+    async fn capture(
+        &self,
+        sub: &Submission,
+        ticket_id: TicketId,
+        reason: Reason,
+        retry_hint_s: Option<u64>,
+        applied: Vec<String>,
+    ) -> Result<Submitted, SubmitError> {
+        let now = self.deps.clock.now_ms();
+        let request = CapturedRequest {
+            body: sub.body.clone(),
+            content_type: sub.content_type.clone(),
+            request_id: sub.request_id.clone(),
+            callback_url: sub.callback_url.clone(),
+        };
+        let ticket = Ticket::new(
+            ticket_id,
+            reason,
+            request,
+            now,
+            self.policy.ticket_ttl.as_millis() as i64,
+        );
+        let budget = self.policy.capture_timeout;
+        match timeout(budget, self.deps.tickets.create(&ticket)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(unavailable(format!("ticket store: {e}"))),
+            Err(_) => {
+                // The write may still land; undo it so that no ticket exists
+                // for a request the client was told we did not accept.
+                self.undo(&ticket).await;
+                return Err(unavailable("ticket store: timed out".into()));
+            }
+        }
+        let body = QueueMessage::new(ticket_id).to_body();
+        let sent = timeout(budget, self.deps.queue.send(&body, Duration::ZERO)).await;
+        let failure = match sent {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("queue: {e}")),
+            Err(_) => Some("queue: timed out".to_string()),
+        };
+        if let Some(detail) = failure {
+            // A message that did land after all finds no ticket and is
+            // dropped by the worker.
+            self.undo(&ticket).await;
+            return Err(unavailable(detail));
+        }
+        tracing::info!(%ticket_id, reason = reason.as_str(), "request accepted for async processing");
+        Ok(Submitted {
+            answer: Answer::Accepted {
+                ticket_id,
+                reason,
+                retry_after_s: retry_hint_s.unwrap_or(1).clamp(1, 60),
+            },
+            applied,
+            replayed: false,
+        })
+    }
+
+    async fn undo(&self, ticket: &Ticket) {
+        let undo = timeout(
+            self.policy.capture_timeout,
+            self.deps.tickets.delete(&ticket.id, ticket.version),
+        )
+        .await;
+        if !matches!(undo, Ok(Ok(()))) {
+            tracing::error!(ticket_id = %ticket.id, "capture failed and its ticket could not be removed");
+        }
+    }
+}
+
+fn unavailable(detail: String) -> SubmitError {
+    tracing::error!(%detail, "capture failed: answering 503");
+    SubmitError::Unavailable {
+        retry_after_s: 2,
+        detail,
+    }
+}
+
+fn replay(outcome: IdemOutcome) -> Option<Submitted> {
+    let answer = match outcome {
+        IdemOutcome::Sync {
+            status,
+            body,
+            content_type,
+            ticket_id,
+        } => Answer::Sync {
+            ticket_id,
+            status,
+            body: body.into_bytes(),
+            content_type,
+        },
+        IdemOutcome::Accepted { ticket_id, reason } => Answer::Accepted {
+            ticket_id,
+            reason,
+            retry_after_s: 1,
+        },
+        IdemOutcome::InFlight { .. } => return None,
+    };
+    Some(Submitted {
+        answer,
+        applied: Vec::new(),
+        replayed: true,
+    })
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

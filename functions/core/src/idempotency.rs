@@ -1,0 +1,125 @@
+//! `Idempotency-Key`: the same key and body give the same outcome.
+//!
+//! The first call inserts an in-flight record (a conditional insert, so two
+//! concurrent first calls cannot both run); a second call with the key sees
+//! it and answers 409 while it runs, 422 if the body differs, or replays the
+//! stored outcome. A record whose lease ran out (its process died) is taken
+//! over with a compare-and-set. A capture that ends in 503 deletes the record:
+//! nothing was accepted, so the client's retry must run afresh.
+
+use sha2::{Digest, Sha256};
+
+use crate::ports::{IdemOutcome, IdemRecord, IdempotencyStore, StoreError};
+
+/// What the engine does with a keyed request.
+#[derive(Debug)]
+pub enum Begin {
+    /// We own the key: run the request, then [`finish`] or [`abandon`].
+    Run(IdemRecord),
+    /// Done before: answer this again.
+    Replay(IdemOutcome),
+    /// Another call with this key is running.
+    InFlight { retry_after_ms: u64 },
+    /// The key was used with a different body.
+    Mismatch,
+}
+
+/// Validates a key: 1-255 visible ASCII characters.
+pub fn valid_key(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+pub fn fingerprint(body: &[u8]) -> String {
+    Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub async fn begin(
+    store: &dyn IdempotencyStore,
+    key: &str,
+    fingerprint: &str,
+    now: i64,
+    lease_ms: i64,
+    ttl_ms: i64,
+) -> Result<Begin, StoreError> {
+    let fresh = |version| IdemRecord {
+        key: key.to_string(),
+        fingerprint: fingerprint.to_string(),
+        version,
+        outcome: IdemOutcome::InFlight {
+            lease_until: now + lease_ms,
+        },
+        expires_at: now + ttl_ms,
+    };
+    // Two rounds: an insert that loses to a record which then vanishes
+    // (released or expired) gets one more try.
+    for _ in 0..2 {
+        let record = fresh(1);
+        match store.insert(&record).await {
+            Ok(()) => return Ok(Begin::Run(record)),
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+        let Some(existing) = store.get(key).await? else {
+            continue;
+        };
+        if existing.fingerprint != fingerprint {
+            return Ok(Begin::Mismatch);
+        }
+        return match existing.outcome {
+            IdemOutcome::InFlight { lease_until } if lease_until > now => Ok(Begin::InFlight {
+                retry_after_ms: (lease_until - now) as u64,
+            }),
+            IdemOutcome::InFlight { .. } => {
+                let takeover = fresh(existing.version + 1);
+                match store.replace(&takeover, existing.version).await {
+                    Ok(()) => Ok(Begin::Run(takeover)),
+                    Err(StoreError::Conflict) => Ok(Begin::InFlight {
+                        retry_after_ms: lease_ms as u64,
+                    }),
+                    Err(e) => Err(e),
+                }
+            }
+            done => Ok(Begin::Replay(done)),
+        };
+    }
+    Ok(Begin::InFlight {
+        retry_after_ms: 1000,
+    })
+}
+
+/// Stores the outcome of a request that ran.
+pub async fn finish(
+    store: &dyn IdempotencyStore,
+    record: &IdemRecord,
+    outcome: IdemOutcome,
+) -> Result<(), StoreError> {
+    let done = IdemRecord {
+        version: record.version + 1,
+        outcome,
+        ..record.clone()
+    };
+    store.replace(&done, record.version).await
+}
+
+/// Frees the key after a request that was not accepted (503).
+pub async fn abandon(store: &dyn IdempotencyStore, record: &IdemRecord) -> Result<(), StoreError> {
+    store.delete(&record.key, record.version).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_visible_ascii() {
+        assert!(valid_key("order-123_abc"));
+        assert!(!valid_key(""));
+        assert!(!valid_key("has space"));
+        assert!(!valid_key("caf\u{e9}"));
+        assert!(!valid_key(&"k".repeat(256)));
+        assert!(valid_key(&"k".repeat(255)));
+    }
+}

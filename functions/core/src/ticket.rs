@@ -1,0 +1,422 @@
+//! The ticket: what a client holds after a `202 Accepted`, and its life cycle.
+//!
+//! `queued -> processing -> succeeded | failed`, plus `processing -> queued`
+//! when a retryable attempt is scheduled again. Every change goes through a
+//! method here that returns the *next* ticket with `version + 1`; the store
+//! then writes it with a compare-and-set on the *previous* status and version
+//! (see [`crate::ports::TicketStore::update`]). Two workers that race on one
+//! ticket therefore cannot both win, and nothing can move a terminal ticket
+//! except recording notification attempts, which keep its status.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// How long a ticket stays readable after `expires_at`.
+pub const RETENTION_AFTER_EXPIRY_MS: i64 = 24 * 3600 * 1000;
+
+/// A ticket id: a UUID (v7 when we mint it, so ids sort by creation time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TicketId(Uuid);
+
+impl TicketId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for TicketId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TicketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Malformed ticket id (the API answers 400).
+#[derive(Debug, thiserror::Error)]
+#[error("a ticket id is a UUID such as 0190a5b2-7c3e-7d4a-9b1f-2c3d4e5f6a7b")]
+pub struct BadTicketId;
+
+impl FromStr for TicketId {
+    type Err = BadTicketId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Only the canonical hyphenated form: one spelling, one ticket.
+        if s.len() != 36 {
+            return Err(BadTicketId);
+        }
+        Uuid::parse_str(s).map(Self).map_err(|_| BadTicketId)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Processing,
+    Succeeded,
+    Failed,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Processing => "processing",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// The state machine, in one place.
+    pub fn can_become(self, next: Status) -> bool {
+        use Status::*;
+        matches!(
+            (self, next),
+            (Queued, Processing)
+                | (Processing, Processing) // a lease that ran out is claimed again
+                | (Processing, Queued)
+                | (Processing, Succeeded)
+                | (Processing, Failed)
+                | (Queued, Failed) // expired before anyone could try
+        )
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => Status::Queued,
+            "processing" => Status::Processing,
+            "succeeded" => Status::Succeeded,
+            "failed" => Status::Failed,
+            other => return Err(format!("unknown status {other:?}")),
+        })
+    }
+}
+
+/// Why a request went async.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Timeout,
+    BackendError,
+    CircuitOpen,
+    Overloaded,
+    ClientRequested,
+    Forced,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Timeout => "timeout",
+            Reason::BackendError => "backend_error",
+            Reason::CircuitOpen => "circuit_open",
+            Reason::Overloaded => "overloaded",
+            Reason::ClientRequested => "client_requested",
+            Reason::Forced => "forced",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The backend answered 4xx: a definitive no, never retried.
+    Rejected,
+    /// `MAX_ATTEMPTS` background attempts failed.
+    Exhausted,
+    /// `TICKET_TTL_SECONDS` passed before the ticket could finish.
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// What the backend answered, kept verbatim for `GET /tickets/{id}/result`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendResult {
+    pub status_code: u16,
+    pub body: String,
+    pub content_type: Option<String>,
+}
+
+/// The request as it was accepted; the worker replays exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedRequest {
+    pub body: String,
+    pub content_type: String,
+    pub request_id: String,
+    pub callback_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Webhook,
+    Sns,
+}
+
+/// One delivery attempt of the terminal event, shown on the ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationAttempt {
+    pub channel: Channel,
+    pub attempt: u32,
+    pub at: i64,
+    pub delivered: bool,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// The terminal event, built once so that every retry sends the same bytes
+/// under the same `webhook-id` (receivers deduplicate on it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEvent {
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub webhook_done: bool,
+    pub sns_done: bool,
+    pub next_webhook_at: i64,
+}
+
+impl PendingEvent {
+    pub fn is_done(&self) -> bool {
+        self.webhook_done && self.sns_done
+    }
+}
+
+/// Times are milliseconds since the Unix epoch, from the [`crate::Clock`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: TicketId,
+    pub status: Status,
+    pub version: u64,
+    pub reason: Reason,
+    pub attempts: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: i64,
+    /// While `processing`: until when the claiming worker owns it.
+    pub lease_until: Option<i64>,
+    /// While `queued` after a failed attempt: when the next one is due.
+    pub next_attempt_at: Option<i64>,
+    pub request: CapturedRequest,
+    pub result: Option<BackendResult>,
+    pub error: Option<TicketError>,
+    pub notifications: Vec<NotificationAttempt>,
+    pub event: Option<PendingEvent>,
+}
+
+/// A transition the state machine does not allow.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("ticket cannot go from {from:?} to {to:?}")]
+pub struct IllegalTransition {
+    pub from: Status,
+    pub to: Status,
+}
+
+impl Ticket {
+    pub fn new(
+        id: TicketId,
+        reason: Reason,
+        request: CapturedRequest,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Self {
+        Self {
+            id,
+            status: Status::Queued,
+            version: 1,
+            reason,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+            expires_at: now.saturating_add(ttl_ms),
+            lease_until: None,
+            next_attempt_at: None,
+            request,
+            result: None,
+            error: None,
+            notifications: Vec::new(),
+            event: None,
+        }
+    }
+
+    fn to(&self, next: Status, now: i64) -> Result<Ticket, IllegalTransition> {
+        if !self.status.can_become(next) {
+            return Err(IllegalTransition {
+                from: self.status,
+                to: next,
+            });
+        }
+        let mut t = self.clone();
+        t.status = next;
+        t.version += 1;
+        t.updated_at = now;
+        Ok(t)
+    }
+
+    /// A worker takes the ticket for one attempt, owning it until `lease_until`.
+    pub fn claim(&self, now: i64, lease_until: i64) -> Result<Ticket, IllegalTransition> {
+        let mut t = self.to(Status::Processing, now)?;
+        t.attempts += 1;
+        t.lease_until = Some(lease_until);
+        t.next_attempt_at = None;
+        Ok(t)
+    }
+
+    /// A retryable failure: back to `queued` until `next_at`.
+    pub fn retry_at(
+        &self,
+        now: i64,
+        next_at: i64,
+        last: Option<BackendResult>,
+    ) -> Result<Ticket, IllegalTransition> {
+        let mut t = self.to(Status::Queued, now)?;
+        t.lease_until = None;
+        t.next_attempt_at = Some(next_at);
+        if last.is_some() {
+            t.result = last;
+        }
+        Ok(t)
+    }
+
+    pub fn succeed(&self, now: i64, result: BackendResult) -> Result<Ticket, IllegalTransition> {
+        let mut t = self.to(Status::Succeeded, now)?;
+        t.lease_until = None;
+        t.result = Some(result);
+        Ok(t)
+    }
+
+    pub fn fail(
+        &self,
+        now: i64,
+        error: TicketError,
+        last: Option<BackendResult>,
+    ) -> Result<Ticket, IllegalTransition> {
+        let mut t = self.to(Status::Failed, now)?;
+        t.lease_until = None;
+        t.next_attempt_at = None;
+        t.error = Some(error);
+        if last.is_some() {
+            t.result = last;
+        }
+        Ok(t)
+    }
+
+    /// Notification bookkeeping on a terminal ticket: same status, new version.
+    pub fn with_notification(
+        &self,
+        now: i64,
+        attempt: NotificationAttempt,
+        event: PendingEvent,
+    ) -> Ticket {
+        let mut t = self.clone();
+        t.version += 1;
+        t.updated_at = now;
+        t.notifications.push(attempt);
+        t.event = Some(event);
+        t
+    }
+
+    /// When stores drop the ticket: a day after it expired, so that a
+    /// client can still read `failed/expired` (DynamoDB's TTL attribute).
+    pub fn purge_at(&self) -> i64 {
+        self.expires_at.saturating_add(RETENTION_AFTER_EXPIRY_MS)
+    }
+
+    pub fn lease_expired(&self, now: i64) -> bool {
+        self.lease_until.is_none_or(|until| until <= now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket() -> Ticket {
+        let req = CapturedRequest {
+            body: "{}".into(),
+            content_type: "application/json".into(),
+            request_id: "r".into(),
+            callback_url: None,
+        };
+        Ticket::new(TicketId::new(), Reason::Timeout, req, 1_000, 10_000)
+    }
+
+    #[test]
+    fn every_transition_bumps_the_version() {
+        let t = ticket();
+        let p = t.claim(2_000, 3_000).unwrap();
+        assert_eq!(
+            (p.status, p.version, p.attempts),
+            (Status::Processing, 2, 1)
+        );
+        let q = p.retry_at(2_500, 4_000, None).unwrap();
+        assert_eq!((q.status, q.version), (Status::Queued, 3));
+        let s = q
+            .claim(4_000, 5_000)
+            .unwrap()
+            .succeed(
+                4_100,
+                BackendResult {
+                    status_code: 200,
+                    body: "ok".into(),
+                    content_type: None,
+                },
+            )
+            .unwrap();
+        assert_eq!((s.status, s.version, s.attempts), (Status::Succeeded, 5, 2));
+    }
+
+    #[test]
+    fn terminal_tickets_do_not_move() {
+        let t = ticket().claim(2, 3).unwrap();
+        let done = t
+            .fail(
+                4,
+                TicketError {
+                    kind: ErrorKind::Rejected,
+                    message: "no".into(),
+                },
+                None,
+            )
+            .unwrap();
+        assert!(done.claim(5, 6).is_err());
+        assert!(done.retry_at(5, 6, None).is_err());
+        assert!(ticket()
+            .succeed(
+                5,
+                BackendResult {
+                    status_code: 200,
+                    body: String::new(),
+                    content_type: None
+                }
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn ids_parse_only_in_canonical_form() {
+        let id = TicketId::new();
+        assert_eq!(id.to_string().parse::<TicketId>().unwrap(), id);
+        assert!("not-a-uuid".parse::<TicketId>().is_err());
+        assert!(id.to_string().replace('-', "").parse::<TicketId>().is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! The outside shape of a ticket (`GET /tickets/{id}`, webhook and SNS `data`).
+//!
+//! Kept apart from [`Ticket`] so that internal fields (version, lease, the
+//! captured request) never leak, and so the JSON is written in one place for
+//! the API and both notification channels.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::ticket::{Channel, Ticket, TicketError};
+
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResultView {
+    pub status_code: u16,
+    /// JSON bodies are embedded as JSON, anything else as a string.
+    pub body: Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotificationView {
+    pub channel: Channel,
+    pub attempt: u32,
+    pub at: String,
+    pub delivered: bool,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TicketView {
+    pub ticket_id: String,
+    pub status: &'static str,
+    pub reason: &'static str,
+    pub attempts: u32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    pub result: Option<ResultView>,
+    pub error: Option<TicketError>,
+    pub notifications: Vec<NotificationView>,
+}
+
+impl From<&Ticket> for TicketView {
+    fn from(t: &Ticket) -> Self {
+        Self {
+            ticket_id: t.id.to_string(),
+            status: t.status.as_str(),
+            reason: t.reason.as_str(),
+            attempts: t.attempts,
+            created_at: rfc3339(t.created_at),
+            updated_at: rfc3339(t.updated_at),
+            expires_at: rfc3339(t.expires_at),
+            next_attempt_at: t.next_attempt_at.map(rfc3339),
+            result: t.result.as_ref().map(|r| ResultView {
+                status_code: r.status_code,
+                body: serde_json::from_str(&r.body)
+                    .unwrap_or_else(|_| Value::String(r.body.clone())),
+            }),
+            error: t.error.clone(),
+            notifications: t
+                .notifications
+                .iter()
+                .map(|n| NotificationView {
+                    channel: n.channel,
+                    attempt: n.attempt,
+                    at: rfc3339(n.at),
+                    delivered: n.delivered,
+                    status_code: n.status_code,
+                    error: n.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `{"type": "ticket.succeeded"|"ticket.failed", "timestamp", "data"}`.
+pub fn event_payload(ticket: &Ticket, now_ms: i64) -> (String, String) {
+    let event_type = format!("ticket.{}", ticket.status.as_str());
+    let body = serde_json::json!({
+        "type": event_type,
+        "timestamp": rfc3339(now_ms),
+        "data": TicketView::from(ticket),
+    });
+    (event_type, body.to_string())
+}

@@ -1,0 +1,98 @@
+//! # failover-local
+//!
+//! Local mode: the ONE router, the worker and the embedded SQLite adapters in
+//! one process (`cargo run --release`). [`assemble`] wires ports into an
+//! engine, a router and a worker; [`serve`] runs them until shutdown. The
+//! tests and the benchmark use the same two functions with their own ports
+//! (a fault-injecting store, a mock backend), so they exercise exactly what
+//! the binary runs.
+
+pub mod config;
+pub mod demo;
+pub mod run;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use failover_api::{router, AppState};
+use failover_core::breaker::{Breaker, HealthGate};
+use failover_core::ports::{
+    Backend, Clock, EventPublisher, IdempotencyStore, Queue, TicketStore, WebhookSender,
+};
+use failover_core::{Deps, Engine, Policy};
+use failover_worker::{Notifiers, Worker};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Every port the process needs.
+#[derive(Clone)]
+pub struct Parts {
+    pub tickets: Arc<dyn TicketStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub queue: Arc<dyn Queue>,
+    pub topic: Arc<dyn EventPublisher>,
+    pub backend: Arc<dyn Backend>,
+    pub webhooks: Arc<dyn WebhookSender>,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub struct App {
+    pub router: Router,
+    pub engine: Arc<Engine>,
+    pub worker: Arc<Worker>,
+}
+
+/// Builds the engine, the router and the worker over one set of ports.
+/// The breaker is shared by the API and the worker of this process.
+pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
+    let health: Arc<dyn HealthGate> = Arc::new(Breaker::new(&policy));
+    let deps = Deps {
+        backend: parts.backend,
+        tickets: parts.tickets,
+        idempotency: parts.idempotency,
+        queue: parts.queue,
+        health,
+        clock: parts.clock,
+    };
+    let engine = Arc::new(Engine::new(policy.clone(), deps.clone()));
+    let notifiers = Notifiers {
+        topic: parts.topic,
+        webhooks: parts.webhooks,
+    };
+    let worker = Arc::new(Worker::new(policy, deps, notifiers));
+    let router = router(AppState::new(engine.clone()));
+    App {
+        router,
+        engine,
+        worker,
+    }
+}
+
+/// Serves `router` on `listener` and runs `worker` until `shutdown`
+/// resolves; then stops taking requests and messages, and lets the ones in
+/// progress finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    worker: Arc<Worker>,
+    worker_concurrency: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let worker_task = tokio::spawn(worker.run(worker_concurrency, stopped(stop_rx.clone())));
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(stopped(stop_rx))
+        .await;
+    if let Err(e) = worker_task.await {
+        tracing::error!(error = %e, "worker task failed");
+    }
+    served
+}

@@ -1,0 +1,162 @@
+//! The body of the local binary: open the store, pick the backend, print
+//! how to try it, serve until shutdown.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use failover_adapters::http_backend::HttpBackend;
+use failover_adapters::sqlite::{SqliteOptions, SqliteStore};
+use failover_adapters::webhook_sender::HttpWebhookSender;
+use failover_core::callback::CallbackRules;
+use failover_core::ports::{Backend, SystemClock};
+use failover_core::webhook::WebhookSecret;
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+use crate::config::LocalConfig;
+use crate::demo::DemoBackend;
+use crate::{assemble, serve, Parts};
+
+/// Human-readable logs, or JSON with `LOG_FORMAT=json`; `RUST_LOG` filters.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The webhook secret kept in the data directory, created on first start,
+/// so a developer's receivers keep verifying across restarts.
+fn local_secret(dir: &Path) -> anyhow::Result<WebhookSecret> {
+    let path = dir.join("webhook_secret");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return WebhookSecret::parse(&text)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{} is not a valid secret", path.display()));
+    }
+    let mut key = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    let secret = WebhookSecret::from_bytes(key);
+    std::fs::write(&path, secret.to_text())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
+}
+
+pub async fn run(
+    mut config: LocalConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
+    let db = config.data_dir.join("failover.sqlite3");
+    let clock = Arc::new(SystemClock);
+    let store = SqliteStore::open(&db, clock.clone(), SqliteOptions::default())
+        .with_context(|| format!("opening {}", db.display()))?;
+    let secret_from_env = config.policy.webhook_secret.is_some();
+    if !secret_from_env {
+        config.policy.webhook_secret = Some(local_secret(&config.data_dir)?);
+    }
+    let demo = config.backend_url.is_none().then(DemoBackend::default);
+    let backend_url = match (&config.backend_url, &demo) {
+        (Some(url), _) => url.clone(),
+        (None, Some(demo)) => demo.start().await.context("starting the demo backend")?,
+        (None, None) => unreachable!("demo exists when BACKEND_URL is unset"),
+    };
+    let backend: Arc<dyn Backend> =
+        Arc::new(HttpBackend::new(&backend_url).map_err(anyhow::Error::msg)?);
+    let policy = Arc::new(config.policy);
+    let rules = CallbackRules {
+        allow_private: policy.allow_private_callbacks,
+        allow_loopback: policy.allow_loopback_callbacks,
+    };
+    let webhooks = Arc::new(HttpWebhookSender::new(rules).map_err(anyhow::Error::msg)?);
+    let store = Arc::new(store);
+    let parts = Parts {
+        tickets: store.clone(),
+        idempotency: store.clone(),
+        queue: store.clone(),
+        topic: store.clone(),
+        backend,
+        webhooks,
+        clock,
+    };
+    let app = assemble(policy.clone(), parts);
+    let mut router = app.router;
+    if let Some(demo) = &demo {
+        router = router.merge(demo.control_routes());
+    }
+    let listener = TcpListener::bind(("127.0.0.1", config.port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", config.port))?;
+    let addr = listener.local_addr()?;
+    print_banner(
+        &addr.to_string(),
+        &db,
+        &backend_url,
+        demo.is_some(),
+        &policy,
+        secret_from_env,
+        &config.data_dir,
+    );
+    serve(
+        listener,
+        router,
+        app.worker,
+        config.worker_concurrency,
+        shutdown,
+    )
+    .await
+    .context("serving")
+}
+
+fn print_banner(
+    addr: &str,
+    db: &Path,
+    backend: &str,
+    demo: bool,
+    policy: &failover_core::Policy,
+    secret_from_env: bool,
+    dir: &Path,
+) {
+    let base = format!("http://{addr}");
+    let secret = if secret_from_env {
+        "WEBHOOK_SECRET".to_string()
+    } else {
+        format!("{}/webhook_secret", dir.display())
+    };
+    println!("failover gateway (local mode) listening on {base}");
+    println!("  store:   {} (SQLite, WAL)", db.display());
+    println!(
+        "  backend: {backend}{}",
+        if demo { " (built-in demo backend)" } else { "" }
+    );
+    println!(
+        "  sync deadline {} ms, force mode {}, webhook secret in {secret}",
+        policy.sync_deadline.as_millis(),
+        policy.force_mode.as_str()
+    );
+    println!();
+    println!("Try it:");
+    println!("  curl -i -X POST {base}/requests -H 'content-type: application/json' -d '{{\"amount\": 42}}'");
+    if demo {
+        println!("  # make the backend slow, so requests fail over to 202 + ticket:");
+        println!(
+            "  curl -X POST {base}/demo/backend -H 'content-type: application/json' -d '{{\"latency_ms\": {}, \"error_rate\": 0}}'",
+            policy.sync_deadline.as_millis() + 2000
+        );
+        println!("  curl -i -X POST {base}/requests -H 'content-type: application/json' -d '{{\"amount\": 42}}'");
+        println!(
+            "  curl '{base}/tickets/<ticket_id>?wait=20'    # completes once the worker is done"
+        );
+        println!("  curl -X POST {base}/demo/backend -H 'content-type: application/json' -d '{{\"latency_ms\": 50, \"error_rate\": 0}}'");
+    } else {
+        println!("  curl '{base}/tickets/<ticket_id>?wait=20'");
+    }
+    println!("  curl {base}/health");
+}

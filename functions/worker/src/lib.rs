@@ -1,0 +1,119 @@
+//! # failover-worker
+//!
+//! The background half of the pattern: take a queued ticket, claim it with a
+//! conditional write, call the backend under `WORKER_DEADLINE_MS`, retry with
+//! exponential backoff and jitter up to `MAX_ATTEMPTS`, then notify.
+//!
+//! [`Worker::handle`] decides what happens to one delivery ([`process`]);
+//! [`Worker::run`] is local mode's loop over the embedded queue. The Lambda
+//! function (AWS mode) calls the same `handle` for each SQS record.
+
+pub mod notify;
+pub mod process;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use failover_core::ports::{Delivery, EventPublisher, QueueError, WebhookSender};
+use failover_core::{Deps, Policy};
+use tokio::sync::Semaphore;
+
+pub use process::Disposition;
+
+/// Where completions go.
+#[derive(Clone)]
+pub struct Notifiers {
+    pub topic: Arc<dyn EventPublisher>,
+    pub webhooks: Arc<dyn WebhookSender>,
+}
+
+pub struct Worker {
+    policy: Arc<Policy>,
+    deps: Deps,
+    notifiers: Notifiers,
+}
+
+impl Worker {
+    pub fn new(policy: Arc<Policy>, deps: Deps, notifiers: Notifiers) -> Self {
+        Self {
+            policy,
+            deps,
+            notifiers,
+        }
+    }
+
+    /// How long a claim and a received message stay ours: the backend
+    /// deadline plus room for the writes around it.
+    pub fn lease(&self) -> Duration {
+        self.policy.worker_deadline + self.policy.capture_timeout * 2 + Duration::from_secs(1)
+    }
+
+    /// Applies a disposition to the queue.
+    pub async fn settle(&self, delivery: &Delivery, disposition: Disposition) {
+        let queue = &self.deps.queue;
+        let done = match &disposition {
+            Disposition::Ack => queue.ack(&delivery.receipt).await,
+            Disposition::Retry(delay) => queue.defer(&delivery.receipt, *delay).await,
+            Disposition::DeadLetter(reason) => queue.dead_letter(delivery, reason).await,
+        };
+        match done {
+            Ok(()) => {}
+            // Redelivered meanwhile: the newer delivery settles it.
+            Err(QueueError::StaleReceipt) => {
+                tracing::debug!(message_id = %delivery.message_id, "stale receipt")
+            }
+            // The message reappears after its visibility timeout.
+            Err(e) => tracing::warn!(error = %e, ?disposition, "could not settle a message"),
+        }
+    }
+
+    /// Local mode: receive, handle and settle until `shutdown` resolves, with
+    /// at most `concurrency` messages in progress; then finishes those.
+    pub async fn run(self: Arc<Self>, concurrency: usize, shutdown: impl Future<Output = ()>) {
+        let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+        tokio::pin!(shutdown);
+        loop {
+            // Only take as many messages as we can start now, so that none
+            // sits invisible while waiting for a slot.
+            let first = tokio::select! {
+                _ = &mut shutdown => break,
+                permit = slots.clone().acquire_owned() => permit,
+            };
+            let Ok(first) = first else { break };
+            let free = slots.available_permits() + 1;
+            let received = tokio::select! {
+                _ = &mut shutdown => break,
+                r = self.deps.queue.receive(free.min(10), self.lease(), Duration::from_secs(1)) => r,
+            };
+            let deliveries = match received {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "queue receive failed; retrying");
+                    drop(first);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut first = Some(first);
+            for delivery in deliveries {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => match slots.clone().acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                };
+                let worker = self.clone();
+                tokio::spawn(async move {
+                    let disposition = worker.handle(&delivery).await;
+                    worker.settle(&delivery, disposition).await;
+                    drop(permit);
+                });
+            }
+        }
+        // Let the messages in progress finish (bounded by their deadline).
+        let drain = slots.acquire_many(concurrency.max(1) as u32);
+        let _ = tokio::time::timeout(self.lease(), drain).await;
+    }
+}

@@ -1,0 +1,173 @@
+//! Completion notifications: the topic and the signed webhook.
+//!
+//! The terminal event is built once, at the terminal transition, and stored
+//! on the ticket, so every retry sends the same bytes under the same
+//! `webhook-id` (receivers deduplicate on it). The queue message stays alive
+//! until both channels are done: a crash between the terminal write and the
+//! notification only delays it, and a retry never calls the backend again
+//! because the ticket is already terminal. Each attempt is recorded on the
+//! ticket (`notifications`).
+
+use std::time::Duration;
+
+use failover_core::backoff::retry_delay;
+use failover_core::ports::TopicEvent;
+use failover_core::ticket::{Channel, NotificationAttempt, PendingEvent, Ticket};
+use failover_core::view::event_payload;
+use failover_core::webhook::signed_headers;
+
+use crate::process::Disposition;
+use crate::Worker;
+
+impl Worker {
+    pub(crate) fn event_for(&self, t: &Ticket, now: i64) -> PendingEvent {
+        let (event_type, payload) = event_payload(t, now);
+        PendingEvent {
+            event_id: format!(
+                "evt_{}_{}",
+                t.id.to_string().replace('-', ""),
+                t.status.as_str()
+            ),
+            event_type,
+            payload,
+            webhook_done: t.request.callback_url.is_none(),
+            sns_done: false,
+            next_webhook_at: now,
+        }
+    }
+
+    fn attempts_on(t: &Ticket, channel: Channel) -> u32 {
+        t.notifications
+            .iter()
+            .filter(|n| n.channel == channel)
+            .count() as u32
+    }
+
+    /// Delivers what is due; acknowledges once nothing is left.
+    pub(crate) async fn notify(&self, ticket: Ticket) -> Disposition {
+        let now = self.deps.clock.now_ms();
+        let mut event = match &ticket.event {
+            Some(e) => e.clone(),
+            None => self.event_for(&ticket, now),
+        };
+        if event.is_done() {
+            return Disposition::Ack;
+        }
+        let mut current = ticket;
+        if !event.sns_done {
+            let n = Self::attempts_on(&current, Channel::Sns) + 1;
+            let topic = TopicEvent {
+                event_id: event.event_id.clone(),
+                event_type: event.event_type.clone(),
+                status: current.status.as_str().to_string(),
+                body: event.payload.clone(),
+            };
+            let outcome = self.notifiers.topic.publish(&topic).await;
+            let error = outcome.err().map(|e| e.to_string());
+            event.sns_done = error.is_none() || n >= self.policy.webhook_max_attempts;
+            let attempt = NotificationAttempt {
+                channel: Channel::Sns,
+                attempt: n,
+                at: now,
+                delivered: error.is_none(),
+                status_code: None,
+                error,
+            };
+            match self.save(&current, now, attempt, event.clone()).await {
+                Some(saved) => current = saved,
+                None => return Disposition::Retry(Duration::from_secs(1)),
+            }
+        }
+        if !event.webhook_done && event.next_webhook_at <= now {
+            let n = Self::attempts_on(&current, Channel::Webhook) + 1;
+            let (status_code, error) = self.post_webhook(&current, &event, now).await;
+            let delivered = error.is_none();
+            if delivered || n >= self.policy.webhook_max_attempts {
+                event.webhook_done = true;
+            } else {
+                let delay = retry_delay(n, self.policy.retry_base, self.policy.retry_max);
+                event.next_webhook_at = now + delay.as_millis() as i64;
+            }
+            if !delivered {
+                tracing::warn!(attempt = n, ?status_code, ?error, "webhook delivery failed");
+            }
+            let attempt = NotificationAttempt {
+                channel: Channel::Webhook,
+                attempt: n,
+                at: now,
+                delivered,
+                status_code,
+                error,
+            };
+            if self
+                .save(&current, now, attempt, event.clone())
+                .await
+                .is_none()
+            {
+                return Disposition::Retry(Duration::from_secs(1));
+            }
+        }
+        if event.is_done() {
+            Disposition::Ack
+        } else if !event.sns_done {
+            Disposition::Retry(retry_delay(
+                1,
+                self.policy.retry_base,
+                self.policy.retry_max,
+            ))
+        } else {
+            Disposition::Retry(Duration::from_millis(
+                (event.next_webhook_at - now).max(0) as u64
+            ))
+        }
+    }
+
+    async fn post_webhook(
+        &self,
+        t: &Ticket,
+        event: &PendingEvent,
+        now: i64,
+    ) -> (Option<u16>, Option<String>) {
+        let Some(url) = t.request.callback_url.as_deref() else {
+            return (None, None);
+        };
+        let Some(secret) = self.policy.webhook_secret.as_ref() else {
+            return (None, Some("no WEBHOOK_SECRET configured".into()));
+        };
+        let headers = signed_headers(secret, &event.event_id, now / 1000, &event.payload);
+        match self
+            .notifiers
+            .webhooks
+            .post(url, &headers, &event.payload, self.policy.webhook_timeout)
+            .await
+        {
+            Ok(code) if (200..300).contains(&code) => (Some(code), None),
+            Ok(code) => (Some(code), Some(format!("receiver answered {code}"))),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    }
+
+    /// Records one attempt; `None` if the ticket could not be written (the
+    /// message comes back and the attempt is made again).
+    async fn save(
+        &self,
+        current: &Ticket,
+        now: i64,
+        attempt: NotificationAttempt,
+        event: PendingEvent,
+    ) -> Option<Ticket> {
+        let next = current.with_notification(now, attempt, event);
+        match self
+            .deps
+            .tickets
+            .update(&next, current.status, current.version)
+            .await
+        {
+            Ok(()) => Some(next),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the notification attempt");
+                None
+            }
+        }
+    }
+}

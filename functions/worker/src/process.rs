@@ -1,0 +1,228 @@
+//! One queue message, start to finish: what the worker does with a delivery.
+//!
+//! The ticket in the store decides, not the message: a message is only a
+//! pointer, so a duplicate, a late redelivery or a second worker all read the
+//! same ticket and the compare-and-set lets exactly one of them act. The
+//! result is a [`Disposition`] for the message; local mode applies it to the
+//! embedded queue, the Lambda handler turns it into `batchItemFailures`.
+
+use std::time::Duration;
+
+use failover_core::backoff::retry_delay;
+use failover_core::breaker::{Admission, CallOutcome};
+use failover_core::message::QueueMessage;
+use failover_core::ports::{BackendRequest, BackendResponse, Delivery, StoreError};
+use failover_core::ticket::{BackendResult, ErrorKind, Status, Ticket, TicketError};
+use tokio::time::timeout;
+
+use crate::Worker;
+
+/// What to do with the message once handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (or nothing left to do): delete it.
+    Ack,
+    /// Make it visible again after this delay.
+    Retry(Duration),
+    /// It can never be processed.
+    DeadLetter(String),
+}
+
+/// Short pause when the store is unreachable or a race was lost: look again
+/// soon, the ticket will say what is left to do.
+const SOON: Duration = Duration::from_secs(1);
+
+fn until(now: i64, at: i64) -> Duration {
+    Duration::from_millis((at - now).max(0) as u64)
+}
+
+fn store_trouble(e: StoreError) -> Disposition {
+    if e != StoreError::Conflict {
+        tracing::warn!(error = %e, "store unavailable: message will be retried");
+    }
+    Disposition::Retry(SOON)
+}
+
+fn to_result(r: &BackendResponse) -> BackendResult {
+    BackendResult {
+        status_code: r.status,
+        body: String::from_utf8_lossy(&r.body).into_owned(),
+        content_type: r.content_type.clone(),
+    }
+}
+
+impl Worker {
+    /// Handles one delivery; never calls the backend for a terminal ticket.
+    pub async fn handle(&self, delivery: &Delivery) -> Disposition {
+        let msg = match QueueMessage::parse(&delivery.body) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(message_id = %delivery.message_id, error = %e, "poison message");
+                return Disposition::DeadLetter(format!("unparseable message: {e}"));
+            }
+        };
+        let span = tracing::info_span!("ticket", ticket_id = %msg.ticket_id);
+        let _guard = span.enter();
+        let ticket = match self.deps.tickets.get(&msg.ticket_id).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                // A capture that was undone (the client got 503), or a ticket
+                // past retention: nothing to do.
+                tracing::warn!("no ticket for this message: dropped");
+                return Disposition::Ack;
+            }
+            Err(e) => return store_trouble(e),
+        };
+        self.advance(ticket).await
+    }
+
+    async fn advance(&self, ticket: Ticket) -> Disposition {
+        let now = self.deps.clock.now_ms();
+        if ticket.status.is_terminal() {
+            return self.notify(ticket).await;
+        }
+        if now >= ticket.expires_at {
+            let error = TicketError {
+                kind: ErrorKind::Expired,
+                message: "the ticket expired before it could be processed".into(),
+            };
+            return self
+                .finish(&ticket, now, |t| t.fail(now, error, None))
+                .await;
+        }
+        match ticket.status {
+            Status::Queued => {
+                if let Some(at) = ticket.next_attempt_at.filter(|at| *at > now) {
+                    return Disposition::Retry(until(now, at));
+                }
+            }
+            Status::Processing if !ticket.lease_expired(now) => {
+                // Another worker holds it: come back when its lease ends.
+                let at = ticket.lease_until.unwrap_or(now);
+                return Disposition::Retry(until(now, at) + Duration::from_millis(100));
+            }
+            _ => {}
+        }
+        if ticket.attempts >= self.policy.max_attempts {
+            // The last attempt's worker died before it could record anything.
+            return self.exhausted(&ticket, now, None).await;
+        }
+        self.attempt(ticket, now).await
+    }
+
+    async fn attempt(&self, ticket: Ticket, now: i64) -> Disposition {
+        let lease = self.lease();
+        let Ok(claimed) = ticket.claim(now, now + lease.as_millis() as i64) else {
+            return Disposition::Retry(SOON);
+        };
+        if let Err(e) = self
+            .deps
+            .tickets
+            .update(&claimed, ticket.status, ticket.version)
+            .await
+        {
+            return store_trouble(e);
+        }
+        tracing::info!(attempt = claimed.attempts, "calling the backend");
+        let req = &claimed.request;
+        let started = tokio::time::Instant::now();
+        let call = self.deps.backend.call(BackendRequest {
+            ticket_id: &claimed.id,
+            request_id: &req.request_id,
+            body: &req.body,
+            content_type: &req.content_type,
+        });
+        let outcome = timeout(self.policy.worker_deadline, call).await;
+        let latency = started.elapsed();
+        let now = self.deps.clock.now_ms();
+        let (health, response, problem) = match outcome {
+            Err(_) => (CallOutcome::Timeout, None, "deadline passed".to_string()),
+            Ok(Err(e)) => (CallOutcome::Error, None, e.to_string()),
+            Ok(Ok(r)) if r.status >= 500 || r.status == 429 => {
+                let p = format!("backend answered {}", r.status);
+                (CallOutcome::Error, Some(r), p)
+            }
+            Ok(Ok(r)) => (CallOutcome::Answered, Some(r), String::new()),
+        };
+        self.observe(health, latency).await;
+        match (health, response) {
+            (CallOutcome::Answered, Some(r)) if r.status >= 400 => {
+                let error = TicketError {
+                    kind: ErrorKind::Rejected,
+                    message: format!("the backend rejected the request ({})", r.status),
+                };
+                let result = to_result(&r);
+                self.finish(&claimed, now, |t| t.fail(now, error, Some(result)))
+                    .await
+            }
+            (CallOutcome::Answered, Some(r)) => {
+                let result = to_result(&r);
+                self.finish(&claimed, now, |t| t.succeed(now, result)).await
+            }
+            (_, response) => {
+                let last = response.as_ref().map(to_result);
+                tracing::warn!(attempt = claimed.attempts, %problem, "attempt failed");
+                if claimed.attempts >= self.policy.max_attempts {
+                    return self.exhausted(&claimed, now, last).await;
+                }
+                let delay = retry_delay(
+                    claimed.attempts,
+                    self.policy.retry_base,
+                    self.policy.retry_max,
+                );
+                let next_at = now + delay.as_millis() as i64;
+                match claimed.retry_at(now, next_at, last) {
+                    Ok(next) => match self
+                        .deps
+                        .tickets
+                        .update(&next, claimed.status, claimed.version)
+                        .await
+                    {
+                        Ok(()) => Disposition::Retry(delay),
+                        Err(e) => store_trouble(e),
+                    },
+                    Err(_) => Disposition::Retry(SOON),
+                }
+            }
+        }
+    }
+
+    /// Background outcomes feed the same health signal as sync calls.
+    async fn observe(&self, outcome: CallOutcome, latency: Duration) {
+        self.deps
+            .health
+            .record(Admission::Sync, outcome, latency)
+            .await;
+    }
+
+    async fn exhausted(&self, t: &Ticket, now: i64, last: Option<BackendResult>) -> Disposition {
+        let error = TicketError {
+            kind: ErrorKind::Exhausted,
+            message: format!("{} attempts failed", t.attempts),
+        };
+        self.finish(t, now, |t| t.fail(now, error, last)).await
+    }
+
+    /// A terminal transition, then the notifications.
+    async fn finish(
+        &self,
+        from: &Ticket,
+        now: i64,
+        to: impl FnOnce(&Ticket) -> Result<Ticket, failover_core::ticket::IllegalTransition>,
+    ) -> Disposition {
+        let Ok(mut next) = to(from) else {
+            return Disposition::Retry(SOON);
+        };
+        next.event = Some(self.event_for(&next, now));
+        if let Err(e) = self
+            .deps
+            .tickets
+            .update(&next, from.status, from.version)
+            .await
+        {
+            return store_trouble(e);
+        }
+        tracing::info!(status = next.status.as_str(), "ticket finished");
+        self.notify(next).await
+    }
+}
