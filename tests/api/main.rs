@@ -1,1 +1,9 @@
+//! Black-box tests of the HTTP API: `spawn_app()` on port 0, a fresh data
+//! dir, a mock backend and real HTTP, one file per concern.
 
+mod failover;
+mod idempotency;
+mod input;
+mod notifications;
+mod sync;
+mod worker;

@@ -1,1 +1,113 @@
+//! Every back end of every port passes the same suite.
 
+use std::sync::Arc;
+
+use failover_adapters::memory::MemoryStore;
+use failover_adapters::sqlite::{SqliteOptions, SqliteStore};
+use failover_core::ports::SystemClock;
+use failover_tests::conformance;
+
+fn memory() -> Arc<MemoryStore> {
+    Arc::new(MemoryStore::new(Arc::new(SystemClock)))
+}
+
+fn sqlite() -> (Arc<SqliteStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(
+        &dir.path().join("c.sqlite3"),
+        Arc::new(SystemClock),
+        SqliteOptions::default(),
+    )
+    .expect("open");
+    (Arc::new(store), dir)
+}
+
+#[tokio::test]
+async fn memory_ticket_store() {
+    conformance::ticket_store(memory()).await;
+}
+
+#[tokio::test]
+async fn memory_idempotency_store() {
+    conformance::idempotency_store(memory()).await;
+}
+
+#[tokio::test]
+async fn memory_queue() {
+    conformance::queue(memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_ticket_store() {
+    let (s, _dir) = sqlite();
+    conformance::ticket_store(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_idempotency_store() {
+    let (s, _dir) = sqlite();
+    conformance::idempotency_store(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_queue() {
+    let (s, _dir) = sqlite();
+    conformance::queue(s).await;
+}
+
+/// The SQLite store survives a reopen: what was committed is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reopen_keeps_everything() {
+    use failover_core::ports::{Queue, TicketStore};
+    use std::time::Duration;
+    let (s, dir) = sqlite();
+    let t = conformance::sample_ticket();
+    s.create(&t).await.unwrap();
+    s.send("kept", Duration::ZERO).await.unwrap();
+    drop(s);
+    let again = SqliteStore::open(
+        &dir.path().join("c.sqlite3"),
+        Arc::new(SystemClock),
+        SqliteOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(again.get(&t.id).await.unwrap(), Some(t));
+    let got = again
+        .receive(1, Duration::from_secs(5), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(got[0].body, "kept");
+}
+
+/// A message received more than `max_receives` times is redriven.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_redrives_after_max_receives() {
+    use failover_core::ports::Queue;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let q = SqliteStore::open(
+        &dir.path().join("r.sqlite3"),
+        Arc::new(SystemClock),
+        SqliteOptions { max_receives: 2 },
+    )
+    .unwrap();
+    q.send("crashes every worker", Duration::ZERO)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let d = q
+            .receive(1, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap();
+        q.defer(&d[0].receipt, Duration::ZERO).await.unwrap();
+    }
+    assert!(q
+        .receive(1, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+    let dead = q.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, "crashes every worker");
+    assert_eq!(dead[0].receive_count, 2);
+}

@@ -1,1 +1,10 @@
+//! Test support: the mock backend, the webhook receiver, `spawn_app()` and
+//! the shared conformance suites of the ports.
+//!
+//! Everything here talks over real loopback sockets; nothing is mocked
+//! inside the service under test.
 
+pub mod conformance;
+pub mod mock_backend;
+pub mod receiver;
+pub mod spawn;

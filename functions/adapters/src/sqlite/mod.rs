@@ -177,6 +177,25 @@ impl SqliteStore {
         .await
     }
 
+    /// Ids of every stored ticket, expired or not (for inspection).
+    pub async fn ticket_ids(&self) -> Result<Vec<failover_core::ticket::TicketId>, StoreError> {
+        let ids: Vec<String> = self
+            .with(|c| {
+                let mut stmt = c
+                    .prepare("SELECT id FROM tickets ORDER BY id")
+                    .map_err(unavailable)?;
+                let rows = stmt.query_map([], |r| r.get(0)).map_err(unavailable)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+            })
+            .await?;
+        ids.iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| unavailable(format!("corrupt id {id}")))
+            })
+            .collect()
+    }
+
     /// The dead-letter table, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         self.with(|c| {

@@ -1,0 +1,233 @@
+//! Failover to 202: deadline, backend errors, client and operator choices,
+//! and the 503 when the request cannot be made durable.
+
+use std::time::{Duration, Instant};
+
+use failover_adapters::fault::Faults;
+use failover_core::config::ForceMode;
+use failover_core::ports::{Queue, TicketStore};
+use failover_tests::mock_backend::Behaviour;
+use failover_tests::spawn::{spawn_app, spawn_app_at, spawn_app_with, test_policy};
+use serde_json::Value;
+
+async fn accepted(resp: reqwest::Response) -> Value {
+    assert_eq!(resp.status(), 202);
+    let h = resp.headers().clone();
+    assert_eq!(h["x-failover-mode"], "async");
+    assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    let body: Value = resp.json().await.unwrap();
+    let id = body["ticket_id"].as_str().unwrap();
+    assert_eq!(h["location"], format!("/tickets/{id}").as_str());
+    assert_eq!(body["status_url"], format!("/tickets/{id}").as_str());
+    assert_eq!(body["status"], "queued");
+    body
+}
+
+#[tokio::test]
+async fn a_timeout_fails_over_and_the_worker_completes_the_ticket() {
+    let app = spawn_app().await;
+    // Slower than the 300 ms deadline the first time, fast afterwards.
+    app.backend.push(Behaviour::slow(
+        200,
+        r#"{"late":true}"#,
+        Duration::from_secs(2),
+    ));
+    app.backend
+        .set_default(Behaviour::status(201, r#"{"done":true}"#));
+    let started = Instant::now();
+    let body = accepted(app.post(r#"{"amount": 7}"#).send().await.unwrap()).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(body["reason"], "timeout");
+    let id = body["ticket_id"].as_str().unwrap();
+
+    let t = app.wait_terminal(id).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["result"]["status_code"], 201);
+    assert_eq!(t["result"]["body"]["done"], true);
+    assert!(t["attempts"].as_u64().unwrap() >= 1);
+    // The background call used the same ticket id as Idempotency-Key as the
+    // sync attempt, so the backend can tell they are one operation.
+    let keys: Vec<_> = app
+        .backend
+        .calls()
+        .iter()
+        .map(|c| c.idempotency_key.clone())
+        .collect();
+    assert!(keys.iter().all(|k| k.as_deref() == Some(id)), "{keys:?}");
+
+    let result = app.get(&format!("/tickets/{id}/result")).await;
+    assert_eq!(result.status(), 201);
+    assert_eq!(result.text().await.unwrap(), r#"{"done":true}"#);
+}
+
+#[tokio::test]
+async fn backend_errors_fail_over() {
+    let app = spawn_app().await;
+    for status in [500u16, 502, 503, 429] {
+        app.backend
+            .push(Behaviour::status(status, r#"{"error":"busy"}"#));
+        let body = accepted(app.post("{}").send().await.unwrap()).await;
+        assert_eq!(body["reason"], "backend_error", "status {status}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_fails_over() {
+    // A port where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut policy = test_policy();
+    policy.max_attempts = 1;
+    let app2 = spawn_app_at(policy, &format!("http://127.0.0.1:{port}/")).await;
+    let body = accepted(app2.post("{}").send().await.unwrap()).await;
+    assert_eq!(body["reason"], "backend_error");
+    let t = app2
+        .wait_terminal(body["ticket_id"].as_str().unwrap())
+        .await;
+    assert_eq!(t["status"], "failed");
+    assert_eq!(t["error"]["kind"], "exhausted");
+    let r = app2
+        .get(&format!(
+            "/tickets/{}/result",
+            t["ticket_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(r.status(), 502, "no backend answer to replay");
+}
+
+#[tokio::test]
+async fn respond_async_skips_the_backend() {
+    let app = spawn_app_with(test_policy(), Behaviour::Hang).await;
+    let resp = app
+        .post("{}")
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["preference-applied"], "respond-async");
+    let body = accepted(resp).await;
+    assert_eq!(body["reason"], "client_requested");
+}
+
+#[tokio::test]
+async fn force_mode_async_queues_everything() {
+    let mut policy = test_policy();
+    policy.force_mode = ForceMode::Async;
+    let app = spawn_app_with(policy, Behaviour::ok("{}")).await;
+    let body = accepted(app.post("{}").send().await.unwrap()).await;
+    assert_eq!(body["reason"], "forced");
+    let h: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(
+        (h["mode"].as_str(), h["force_mode"].as_str()),
+        (Some("async"), Some("async"))
+    );
+}
+
+#[tokio::test]
+async fn too_many_concurrent_sync_attempts_are_shed() {
+    let mut policy = test_policy();
+    policy.sync_max_inflight = 2;
+    policy.sync_deadline = Duration::from_secs(2);
+    let app = spawn_app_with(
+        policy,
+        Behaviour::slow(200, "{}", Duration::from_millis(1500)),
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let req = app.post("{}");
+        tasks.push(tokio::spawn(async move { req.send().await.unwrap() }));
+    }
+    let mut reasons = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status() == 202 {
+            let b: Value = r.json().await.unwrap();
+            reasons.push(b["reason"].as_str().unwrap().to_string());
+        } else {
+            assert_eq!(r.status(), 200);
+        }
+    }
+    assert_eq!(reasons, vec!["overloaded"; 3]);
+}
+
+async fn nothing_captured(app: &failover_tests::spawn::TestApp) {
+    Faults::set(&app.faults.ticket_writes, false);
+    Faults::set(&app.faults.queue_send, false);
+    let s = app.store.stats().await.unwrap();
+    assert_eq!(s.visible + s.in_flight, 0, "no message");
+}
+
+#[tokio::test]
+async fn store_down_during_capture_is_a_503_never_a_202() {
+    let app = spawn_app_with(test_policy(), Behaviour::status(503, "{}")).await;
+    Faults::set(&app.faults.ticket_writes, true);
+    let resp = app.post("{}").send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    nothing_captured(&app).await;
+}
+
+#[tokio::test]
+async fn queue_down_during_capture_is_a_503_and_the_ticket_is_undone() {
+    let app = spawn_app_with(test_policy(), Behaviour::status(503, "{}")).await;
+    Faults::set(&app.faults.queue_send, true);
+    let resp = app
+        .post("{}")
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let key = app.backend.calls();
+    assert!(key.is_empty());
+    nothing_captured(&app).await;
+    // The ticket written before the queue failed was removed again: the
+    // 202-or-nothing promise holds for the store too.
+    let ids = app.store.ticket_ids().await.unwrap();
+    assert!(ids.is_empty(), "{ids:?}");
+}
+
+#[tokio::test]
+async fn a_stalled_store_answers_503_within_the_capture_budget() {
+    let app = spawn_app_with(test_policy(), Behaviour::status(503, "{}")).await;
+    app.faults
+        .latency_ms
+        .store(5_000, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    let resp = app
+        .post("{}")
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    app.faults
+        .latency_ms
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    // Give an in-flight write time to land, then check nothing remains.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let ids = app.store.ticket_ids().await.unwrap();
+    let live: Vec<_> = {
+        let mut v = Vec::new();
+        for id in ids {
+            if app.store.get(&id).await.unwrap().is_some() {
+                v.push(id);
+            }
+        }
+        v
+    };
+    assert!(live.is_empty(), "{live:?}");
+}

@@ -1,0 +1,175 @@
+//! Completion notifications: the signed webhook (checked with the
+//! independent `standardwebhooks` crate) and the topic publication.
+
+use failover_tests::mock_backend::Behaviour;
+use failover_tests::receiver::Receiver;
+use failover_tests::spawn::{spawn_app_with, test_policy, TEST_SECRET};
+use serde_json::Value;
+use standardwebhooks::Webhook;
+
+async fn accepted_with_callback(app: &failover_tests::spawn::TestApp, url: &str) -> String {
+    let resp = app
+        .post(r#"{"amount": 11}"#)
+        .header("prefer", "respond-async")
+        .header("callback-url", url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.unwrap();
+    body["ticket_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_webhook_is_signed_per_standard_webhooks() {
+    let app = spawn_app_with(test_policy(), Behaviour::ok(r#"{"paid":true}"#)).await;
+    let hook = Receiver::start().await;
+    let id = accepted_with_callback(&app, &hook.url).await;
+    let t = app
+        .wait_for(&id, |t| {
+            t["notifications"].as_array().is_some_and(|n| {
+                n.iter()
+                    .any(|a| a["channel"] == "webhook" && a["delivered"] == true)
+            })
+        })
+        .await;
+    assert_eq!(t["status"], "succeeded");
+
+    let got = hook.deliveries();
+    assert_eq!(got.len(), 1);
+    let d = &got[0];
+    let verifier = Webhook::new(TEST_SECRET).unwrap();
+    verifier
+        .verify(d.body.as_bytes(), &d.headers)
+        .expect("a valid Standard Webhooks signature");
+    // A tampered body fails verification.
+    let tampered = d.body.replace("succeeded", "failed");
+    assert!(verifier.verify(tampered.as_bytes(), &d.headers).is_err());
+    // So does another secret.
+    let other = Webhook::new("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0").unwrap();
+    assert!(other.verify(d.body.as_bytes(), &d.headers).is_err());
+
+    let event: Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(event["type"], "ticket.succeeded");
+    assert!(event["timestamp"].is_string());
+    assert_eq!(event["data"]["ticket_id"], id.as_str());
+    assert_eq!(event["data"]["status"], "succeeded");
+    assert_eq!(event["data"]["result"]["body"]["paid"], true);
+}
+
+#[tokio::test]
+async fn failed_deliveries_are_retried_with_a_stable_id_and_recorded() {
+    let app = spawn_app_with(test_policy(), Behaviour::ok("{}")).await;
+    let hook = Receiver::start().await;
+    hook.fail_with(&[500, 503]);
+    let id = accepted_with_callback(&app, &hook.url).await;
+    let t = app
+        .wait_for(&id, |t| {
+            t["notifications"].as_array().is_some_and(|n| {
+                n.iter()
+                    .any(|a| a["channel"] == "webhook" && a["delivered"] == true)
+            })
+        })
+        .await;
+    let webhook: Vec<&Value> = t["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["channel"] == "webhook")
+        .collect();
+    assert_eq!(webhook.len(), 3, "{t}");
+    assert_eq!(webhook[0]["status_code"], 500);
+    assert_eq!(webhook[0]["delivered"], false);
+    assert_eq!(webhook[2]["delivered"], true);
+    let got = hook.deliveries();
+    assert_eq!(got.len(), 3);
+    let ids: Vec<_> = got
+        .iter()
+        .map(|d| d.headers["webhook-id"].clone())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    assert!(
+        got.windows(2).all(|w| w[0].body == w[1].body),
+        "same bytes every time"
+    );
+    // The backend was called once: notification retries never re-run it.
+    assert_eq!(app.backend.answered_for(&id), 1);
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_accepts_is_given_up_on() {
+    let mut policy = test_policy();
+    policy.webhook_max_attempts = 2;
+    let app = spawn_app_with(policy, Behaviour::ok("{}")).await;
+    let hook = Receiver::start().await;
+    hook.fail_with(&[500; 10]);
+    let id = accepted_with_callback(&app, &hook.url).await;
+    app.wait_for(&id, |t| {
+        t["notifications"]
+            .as_array()
+            .is_some_and(|n| n.iter().filter(|a| a["channel"] == "webhook").count() == 2)
+    })
+    .await;
+    // The message is settled: the queue drains.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let s = failover_core::ports::Queue::stats(&app.store)
+            .await
+            .unwrap();
+        if s.visible + s.in_flight == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{s:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(hook.deliveries().len(), 2);
+}
+
+#[tokio::test]
+async fn terminal_events_are_published_to_the_topic() {
+    let app = spawn_app_with(
+        test_policy(),
+        Behaviour::status(402, r#"{"error":"declined"}"#),
+    )
+    .await;
+    let resp = app
+        .post("{}")
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    let id = resp.json::<Value>().await.unwrap()["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = app.wait_terminal(&id).await;
+    assert_eq!(t["status"], "failed");
+    let t = app
+        .wait_for(&id, |t| {
+            t["notifications"].as_array().is_some_and(|n| !n.is_empty())
+        })
+        .await;
+    assert_eq!(t["notifications"][0]["channel"], "sns");
+    let published = app.store.publications().await.unwrap();
+    assert_eq!(published.len(), 1);
+    let p = &published[0];
+    assert_eq!(p.event_type, "ticket.failed");
+    assert_eq!(p.status, "failed");
+    let body: Value = serde_json::from_str(&p.body).unwrap();
+    assert_eq!(body["data"]["ticket_id"], id.as_str());
+    assert_eq!(body["data"]["error"]["kind"], "rejected");
+}
+
+#[tokio::test]
+async fn callbacks_need_a_configured_secret() {
+    let mut policy = test_policy();
+    policy.webhook_secret = None;
+    let app = spawn_app_with(policy, Behaviour::ok("{}")).await;
+    let resp = app
+        .post("{}")
+        .header("callback-url", "https://hooks.example.com/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+}

@@ -1,0 +1,268 @@
+//! The conformance suites: what every adapter of a port must do.
+//!
+//! One suite per port, run against every back end (in memory, SQLite, and
+//! the AWS adapters on LocalStack): the core relies on these semantics and
+//! nothing else. Durations are whole seconds where they touch the queue, so
+//! SQS's one-second visibility granularity passes the same suite.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use failover_core::ports::{
+    IdemOutcome, IdemRecord, IdempotencyStore, Queue, QueueError, StoreError, SystemClock,
+    TicketStore,
+};
+use failover_core::ticket::{CapturedRequest, Reason, Status, Ticket, TicketId};
+use failover_core::Clock;
+
+fn now() -> i64 {
+    SystemClock.now_ms()
+}
+
+pub fn sample_ticket() -> Ticket {
+    let req = CapturedRequest {
+        body: r#"{"amount":42}"#.into(),
+        content_type: "application/json".into(),
+        request_id: "req-1".into(),
+        callback_url: Some("https://hooks.example.com/x".into()),
+    };
+    Ticket::new(TicketId::new(), Reason::Timeout, req, now(), 3_600_000)
+}
+
+pub async fn ticket_store(store: Arc<dyn TicketStore>) {
+    let t = sample_ticket();
+    assert_eq!(store.get(&t.id).await.unwrap(), None, "unknown id");
+    store.create(&t).await.unwrap();
+    assert_eq!(
+        store.get(&t.id).await.unwrap().as_ref(),
+        Some(&t),
+        "round trip"
+    );
+    assert_eq!(
+        store.create(&t).await,
+        Err(StoreError::Conflict),
+        "create twice"
+    );
+
+    let claimed = t.claim(now(), now() + 10_000).unwrap();
+    assert_eq!(
+        store.update(&claimed, Status::Processing, 1).await,
+        Err(StoreError::Conflict),
+        "wrong expected status"
+    );
+    assert_eq!(
+        store.update(&claimed, Status::Queued, 7).await,
+        Err(StoreError::Conflict),
+        "wrong expected version"
+    );
+    store.update(&claimed, Status::Queued, 1).await.unwrap();
+    assert_eq!(store.get(&t.id).await.unwrap(), Some(claimed.clone()));
+    assert_eq!(
+        store.update(&claimed, Status::Queued, 1).await,
+        Err(StoreError::Conflict),
+        "the same transition twice"
+    );
+
+    // Many racing claims of one version: exactly one wins.
+    let racer = sample_ticket();
+    store.create(&racer).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        let next = racer.claim(now() + i, now() + 10_000).unwrap();
+        tasks.push(tokio::spawn(async move {
+            store.update(&next, Status::Queued, 1).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one racing claim wins");
+
+    // Delete is conditional on the version too.
+    assert_eq!(store.delete(&t.id, 1).await, Err(StoreError::Conflict));
+    store.delete(&t.id, 2).await.unwrap();
+    assert_eq!(store.get(&t.id).await.unwrap(), None);
+    assert_eq!(store.delete(&t.id, 2).await, Err(StoreError::Conflict));
+
+    // Past retention a ticket is gone, whatever the back end's TTL does.
+    let mut old = sample_ticket();
+    old.expires_at = now() - failover_core::ticket::RETENTION_AFTER_EXPIRY_MS - 1000;
+    store.create(&old).await.unwrap();
+    assert_eq!(store.get(&old.id).await.unwrap(), None, "purged ticket");
+}
+
+fn record(key: &str, version: u64, expires_at: i64) -> IdemRecord {
+    IdemRecord {
+        key: key.into(),
+        fingerprint: "abc".into(),
+        version,
+        outcome: IdemOutcome::InFlight {
+            lease_until: now() + 5000,
+        },
+        expires_at,
+    }
+}
+
+pub async fn idempotency_store(store: Arc<dyn IdempotencyStore>) {
+    let key = format!("key-{}", TicketId::new());
+    let r = record(&key, 1, now() + 60_000);
+    assert_eq!(store.get(&key).await.unwrap(), None);
+    store.insert(&r).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Some(r.clone()));
+    assert_eq!(store.insert(&r).await, Err(StoreError::Conflict));
+
+    let done = IdemRecord {
+        version: 2,
+        outcome: IdemOutcome::Accepted {
+            ticket_id: TicketId::new(),
+            reason: Reason::Timeout,
+        },
+        ..r.clone()
+    };
+    assert_eq!(store.replace(&done, 5).await, Err(StoreError::Conflict));
+    store.replace(&done, 1).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Some(done.clone()));
+    assert_eq!(store.delete(&key, 1).await, Err(StoreError::Conflict));
+    store.delete(&key, 2).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), None);
+
+    // An expired record is invisible and its key can be used again.
+    let stale_key = format!("stale-{}", TicketId::new());
+    store
+        .insert(&record(&stale_key, 1, now() - 1000))
+        .await
+        .unwrap();
+    assert_eq!(store.get(&stale_key).await.unwrap(), None);
+    store
+        .insert(&record(&stale_key, 1, now() + 60_000))
+        .await
+        .unwrap();
+}
+
+const VIS: Duration = Duration::from_secs(1);
+
+/// Receives until a message arrives (or `wait` passes).
+async fn receive_one(
+    queue: &dyn Queue,
+    visibility: Duration,
+    wait: Duration,
+) -> Vec<failover_core::ports::Delivery> {
+    queue.receive(1, visibility, wait).await.unwrap()
+}
+
+/// Every queue test uses its own fresh queue.
+pub async fn queue(queue: Arc<dyn Queue>) {
+    let q = queue.as_ref();
+    assert!(
+        receive_one(q, VIS, Duration::ZERO).await.is_empty(),
+        "starts empty"
+    );
+
+    // Send and receive; the body comes back unchanged.
+    let id = q.send(r#"{"v":1,"n":1}"#, Duration::ZERO).await.unwrap();
+    let got = receive_one(q, VIS, Duration::from_secs(2)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, r#"{"v":1,"n":1}"#);
+    assert_eq!(got[0].message_id, id);
+    assert_eq!(got[0].receive_count, 1);
+
+    // Hidden while in flight, back after the visibility timeout, with a new
+    // receipt; the old receipt cannot delete the redelivered message.
+    assert!(
+        receive_one(q, VIS, Duration::ZERO).await.is_empty(),
+        "invisible in flight"
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let again = receive_one(q, Duration::from_secs(2), Duration::from_secs(2)).await;
+    assert_eq!(again.len(), 1, "redelivered");
+    assert_eq!(again[0].receive_count, 2);
+    assert_ne!(again[0].receipt, got[0].receipt);
+    let _ = q.ack(&got[0].receipt).await; // may succeed as a no-op (SQS) or refuse
+    q.defer(&again[0].receipt, Duration::ZERO).await.unwrap();
+    let third = receive_one(q, VIS, Duration::from_secs(2)).await;
+    assert_eq!(third.len(), 1, "a stale receipt did not delete the message");
+    q.ack(&third[0].receipt).await.unwrap();
+    assert!(
+        receive_one(q, VIS, Duration::ZERO).await.is_empty(),
+        "acked"
+    );
+    let gone = q.ack(&third[0].receipt).await;
+    assert!(matches!(gone, Ok(()) | Err(QueueError::StaleReceipt)));
+
+    // Defer: visible again only after the delay.
+    q.send("deferred", Duration::ZERO).await.unwrap();
+    let d = receive_one(q, Duration::from_secs(30), Duration::from_secs(2)).await;
+    assert_eq!(d.len(), 1);
+    q.defer(&d[0].receipt, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        receive_one(q, VIS, Duration::ZERO).await.is_empty(),
+        "deferred"
+    );
+    let d2 = receive_one(q, VIS, Duration::from_secs(3)).await;
+    assert_eq!(d2.len(), 1, "visible after the delay");
+    assert_eq!(d2[0].body, "deferred");
+
+    // Dead-letter: gone from the queue, counted.
+    let before = q.stats().await.unwrap().dead_letters;
+    q.dead_letter(&d2[0], "poison").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(
+        receive_one(q, VIS, Duration::ZERO).await.is_empty(),
+        "dead-lettered"
+    );
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.dead_letters, before + 1);
+
+    // A delayed send is invisible until its delay passes.
+    q.send("later", Duration::from_secs(1)).await.unwrap();
+    assert!(
+        receive_one(q, VIS, Duration::ZERO).await.is_empty(),
+        "delayed"
+    );
+    let l = receive_one(q, VIS, Duration::from_secs(3)).await;
+    assert_eq!(l.len(), 1);
+    q.ack(&l[0].receipt).await.unwrap();
+
+    // Long polling returns as soon as a message arrives.
+    let sender = queue.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sender.send("wake", Duration::ZERO).await.unwrap();
+    });
+    let started = tokio::time::Instant::now();
+    let w = receive_one(q, VIS, Duration::from_secs(5)).await;
+    assert_eq!(w.len(), 1, "long poll got the message");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "long poll returned early"
+    );
+    q.ack(&w[0].receipt).await.unwrap();
+
+    // Stats see visible and in-flight messages.
+    q.send("a", Duration::ZERO).await.unwrap();
+    q.send("b", Duration::ZERO).await.unwrap();
+    let s = q.stats().await.unwrap();
+    assert_eq!(s.visible + s.in_flight, 2, "{s:?}");
+    let both = q
+        .receive(10, Duration::from_secs(30), Duration::from_secs(2))
+        .await
+        .unwrap();
+    let mut rest = both.len();
+    while rest < 2 {
+        rest += q
+            .receive(10, Duration::from_secs(30), Duration::from_secs(2))
+            .await
+            .unwrap()
+            .len();
+    }
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.visible, s.in_flight), (0, 2), "{s:?}");
+}

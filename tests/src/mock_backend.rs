@@ -1,0 +1,152 @@
+//! A scriptable backend on a loopback port (zero2prod's mock server, by hand).
+//!
+//! Each call takes the next scripted behaviour, or the default one, and is
+//! recorded with its `Idempotency-Key`, so tests can count how many times the
+//! backend really processed a ticket.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// Answer with this status and JSON body after `delay`.
+    Respond {
+        status: u16,
+        body: String,
+        delay: Duration,
+    },
+    /// Never answer (until the test ends).
+    Hang,
+}
+
+impl Behaviour {
+    pub fn ok(body: &str) -> Self {
+        Self::status(200, body)
+    }
+
+    pub fn status(status: u16, body: &str) -> Self {
+        Self::Respond {
+            status,
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn slow(status: u16, body: &str, delay: Duration) -> Self {
+        Self::Respond {
+            status,
+            body: body.to_string(),
+            delay,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub idempotency_key: Option<String>,
+    pub request_id: Option<String>,
+    pub body: String,
+    /// Whether the backend finished answering (a hung call did not).
+    pub answered: bool,
+}
+
+struct Inner {
+    script: VecDeque<Behaviour>,
+    default: Behaviour,
+    calls: Vec<Call>,
+}
+
+#[derive(Clone)]
+pub struct MockBackend {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MockBackend {
+    pub async fn start(default: Behaviour) -> Self {
+        let inner = Arc::new(Mutex::new(Inner {
+            script: VecDeque::new(),
+            default,
+            calls: Vec::new(),
+        }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
+        let url = format!("http://{}/backend", listener.local_addr().expect("addr"));
+        let app = Router::new()
+            .route("/backend", post(handle))
+            .with_state(inner.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, inner }
+    }
+
+    pub fn set_default(&self, b: Behaviour) {
+        self.inner.lock().expect("lock").default = b;
+    }
+
+    /// The next calls take these behaviours, in order.
+    pub fn push(&self, b: Behaviour) {
+        self.inner.lock().expect("lock").script.push_back(b);
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().expect("lock").calls.clone()
+    }
+
+    /// Calls that finished with an answer, for one idempotency key.
+    pub fn answered_for(&self, key: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.answered && c.idempotency_key.as_deref() == Some(key))
+            .count()
+    }
+}
+
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (behaviour, index) = {
+        let mut g = inner.lock().expect("lock");
+        let b = g.script.pop_front().unwrap_or_else(|| g.default.clone());
+        g.calls.push(Call {
+            idempotency_key: header("idempotency-key"),
+            request_id: header("x-request-id"),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            answered: false,
+        });
+        (b, g.calls.len() - 1)
+    };
+    match behaviour {
+        Behaviour::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        Behaviour::Respond {
+            status,
+            body,
+            delay,
+        } => {
+            tokio::time::sleep(delay).await;
+            inner.lock().expect("lock").calls[index].answered = true;
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (code, [("content-type", "application/json")], body).into_response()
+        }
+    }
+}
