@@ -40,11 +40,7 @@ pub fn validate(raw: &str, rules: CallbackRules) -> Result<Url, CallbackError> {
         None => return Err(CallbackError::Malformed("no host".into())),
         Some(Host::Domain(d)) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
-            if d == "localhost" || d.ends_with(".localhost") {
-                true
-            } else {
-                false
-            }
+            d == "localhost" || d.ends_with(".localhost")
         }
         Some(Host::Ipv4(ip)) => {
             check_ip(IpAddr::V4(ip), rules)?;

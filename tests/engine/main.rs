@@ -1,0 +1,278 @@
+//! Engine and worker logic on tokio's paused clock: deadlines, breaker and
+//! backoff are checked to the millisecond without a single real sleep.
+//! In-memory ports (no blocking I/O, which would let paused time jump).
+
+mod scripted;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use failover_adapters::fault::{Faults, Faulty};
+use failover_adapters::memory::MemoryStore;
+use failover_core::breaker::{Breaker, HealthGate};
+use failover_core::engine::{Answer, Submission, SubmitError};
+use failover_core::ports::{Queue, TicketStore, TokioClock};
+use failover_core::ticket::{Reason, Status};
+use failover_core::{Deps, Engine, Policy};
+use failover_worker::{Notifiers, Worker};
+use scripted::{Scripted, Step};
+use tokio::time::{advance, Instant};
+
+struct World {
+    engine: Engine,
+    worker: Arc<Worker>,
+    store: MemoryStore,
+    backend: Arc<Scripted>,
+    faults: Faults,
+}
+
+fn policy() -> Policy {
+    Policy {
+        sync_deadline: Duration::from_secs(3),
+        slow_call: Duration::from_secs(3),
+        breaker_min_calls: 4,
+        breaker_open: Duration::from_secs(5),
+        breaker_close_after: 3,
+        retry_base: Duration::from_secs(1),
+        retry_max: Duration::from_secs(60),
+        ..Policy::default()
+    }
+}
+
+fn world(policy: Policy, default: Step) -> World {
+    let clock = Arc::new(TokioClock::starting_at(1_800_000_000_000));
+    let store = MemoryStore::new(clock.clone());
+    let faults = Faults::default();
+    let faulty = Arc::new(Faulty::new(store.clone(), faults.clone()));
+    let backend = Arc::new(Scripted::new(default));
+    let policy = Arc::new(policy);
+    let health: Arc<dyn HealthGate> = Arc::new(Breaker::new(&policy));
+    let deps = Deps {
+        backend: backend.clone(),
+        tickets: faulty.clone(),
+        idempotency: faulty.clone(),
+        queue: faulty,
+        health,
+        clock,
+    };
+    let notifiers = Notifiers {
+        topic: Arc::new(store.clone()),
+        webhooks: Arc::new(scripted::NoWebhooks),
+    };
+    World {
+        engine: Engine::new(policy.clone(), deps.clone()),
+        worker: Arc::new(Worker::new(policy, deps, notifiers)),
+        store,
+        backend,
+        faults,
+    }
+}
+
+fn sub() -> Submission {
+    Submission {
+        body: r#"{"amount":1}"#.into(),
+        content_type: "application/json".into(),
+        request_id: "r".into(),
+        ..Submission::default()
+    }
+}
+
+fn reason(a: &Answer) -> Option<Reason> {
+    match a {
+        Answer::Accepted { reason, .. } => Some(*reason),
+        Answer::Sync { .. } => None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failover_happens_exactly_at_the_deadline() {
+    let w = world(policy(), Step::Answer(200, Duration::from_secs(10)));
+    let started = Instant::now();
+    let done = w.engine.submit(sub()).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(reason(&done.answer), Some(Reason::Timeout));
+    let s = w.store.stats().await.unwrap();
+    assert_eq!(s.visible, 1, "the message is queued");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_just_inside_the_deadline_is_sync() {
+    let w = world(policy(), Step::Answer(200, Duration::from_millis(2999)));
+    let done = w.engine.submit(sub()).await.unwrap();
+    assert!(matches!(done.answer, Answer::Sync { status: 200, .. }));
+    assert_eq!(w.store.stats().await.unwrap().visible, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn prefer_wait_and_the_host_cap_shorten_the_deadline() {
+    let w = world(policy(), Step::Answer(200, Duration::from_secs(10)));
+    let started = Instant::now();
+    let done = w
+        .engine
+        .submit(Submission {
+            wait: Some(Duration::from_secs(1)),
+            ..sub()
+        })
+        .await
+        .unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(done.applied, vec!["wait=1".to_string()]);
+
+    let started = Instant::now();
+    w.engine
+        .submit(Submission {
+            deadline_cap: Some(Duration::from_millis(700)),
+            ..sub()
+        })
+        .await
+        .unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(700));
+
+    // wait=0: no sync attempt at all.
+    let calls = w.backend.calls().len();
+    let started = Instant::now();
+    let done = w
+        .engine
+        .submit(Submission {
+            wait: Some(Duration::ZERO),
+            ..sub()
+        })
+        .await
+        .unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(reason(&done.answer), Some(Reason::Timeout));
+    assert_eq!(w.backend.calls().len(), calls);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_fails_over_without_waiting_then_recovers_by_itself() {
+    let w = world(policy(), Step::Answer(503, Duration::from_millis(10)));
+    for _ in 0..4 {
+        let d = w.engine.submit(sub()).await.unwrap();
+        assert_eq!(reason(&d.answer), Some(Reason::BackendError));
+    }
+    // Open: straight to the queue, no backend call, no wait.
+    let calls = w.backend.calls().len();
+    let started = Instant::now();
+    let d = w.engine.submit(sub()).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(reason(&d.answer), Some(Reason::CircuitOpen));
+    assert!(matches!(
+        d.answer,
+        Answer::Accepted {
+            retry_after_s: 5,
+            ..
+        }
+    ));
+    assert_eq!(w.backend.calls().len(), calls);
+
+    // The backend recovers; nobody touches anything.
+    w.backend
+        .set_default(Step::Answer(200, Duration::from_millis(10)));
+    advance(Duration::from_secs(5)).await;
+    for _ in 0..3 {
+        let d = w.engine.submit(sub()).await.unwrap();
+        assert!(matches!(d.answer, Answer::Sync { .. }), "probe answered");
+    }
+    let h = w.engine.deps().health.snapshot().await;
+    assert_eq!(h.state, "closed");
+    let d = w.engine.submit(sub()).await.unwrap();
+    assert!(matches!(d.answer, Answer::Sync { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_worker_backs_off_exponentially_then_succeeds() {
+    let w = world(policy(), Step::Answer(200, Duration::from_millis(5)));
+    for _ in 0..3 {
+        w.backend.push(Step::Answer(503, Duration::from_millis(5)));
+    }
+    let done = w
+        .engine
+        .submit(Submission {
+            respond_async: true,
+            ..sub()
+        })
+        .await
+        .unwrap();
+    let Answer::Accepted { ticket_id, .. } = done.answer else {
+        panic!("not accepted")
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.worker.clone().run(4, async move {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let t = w.store.get(&ticket_id).await.unwrap().unwrap();
+        if t.status == Status::Succeeded {
+            assert_eq!(t.attempts, 4);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never finished: {t:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    let _ = run.await;
+    // Gaps between attempts: equal jitter keeps each in [d/2, d] for
+    // d = 1 s, 2 s, 4 s (plus the 50 ms queue poll).
+    let at = w.backend.calls();
+    assert_eq!(at.len(), 4);
+    for (i, pair) in at.windows(2).enumerate() {
+        let full = Duration::from_secs(1 << i);
+        let gap = pair[1] - pair[0];
+        assert!(gap >= full / 2, "gap {i}: {gap:?}");
+        assert!(gap <= full + Duration::from_millis(200), "gap {i}: {gap:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_capture_leaves_nothing_behind() {
+    let w = world(policy(), Step::Answer(503, Duration::ZERO));
+    Faults::set(&w.faults.queue_send, true);
+    let err = w.engine.submit(sub()).await.unwrap_err();
+    assert!(matches!(err, SubmitError::Unavailable { .. }), "{err:?}");
+    Faults::set(&w.faults.queue_send, false);
+    assert_eq!(w.store.stats().await.unwrap().visible, 0);
+
+    // A stalled queue: the capture budget answers, the ticket is undone.
+    w.faults
+        .latency_ms
+        .store(60_000, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    let err = w.engine.submit(sub()).await.unwrap_err();
+    assert!(matches!(err, SubmitError::Unavailable { .. }));
+    // Two budgets at most: the write that stalled and its undo.
+    assert!(started.elapsed() <= Duration::from_secs(3) + Duration::from_secs(4));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_idempotency_key_is_taken_over_after_its_lease() {
+    let w = world(policy(), Step::Answer(200, Duration::from_millis(5)));
+    // A first call that died mid-flight left an in-flight record.
+    let store = failover_core::ports::IdempotencyStore::insert(
+        &w.store,
+        &failover_core::ports::IdemRecord {
+            key: "k".into(),
+            fingerprint: failover_core::idempotency::fingerprint(sub().body.as_bytes()),
+            version: 1,
+            outcome: failover_core::ports::IdemOutcome::InFlight {
+                lease_until: 1_800_000_010_000,
+            },
+            expires_at: 1_900_000_000_000,
+        },
+    )
+    .await;
+    store.unwrap();
+    let keyed = || Submission {
+        idempotency_key: Some("k".into()),
+        ..sub()
+    };
+    let err = w.engine.submit(keyed()).await.unwrap_err();
+    assert_eq!(err, SubmitError::InFlight { retry_after_s: 10 });
+    advance(Duration::from_secs(10)).await;
+    let done = w.engine.submit(keyed()).await.unwrap();
+    assert!(matches!(done.answer, Answer::Sync { status: 200, .. }));
+    assert!(!done.replayed);
+    let again = w.engine.submit(keyed()).await.unwrap();
+    assert!(again.replayed);
+}

@@ -1,0 +1,83 @@
+//! An in-process backend that follows a script on tokio's clock.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use failover_core::ports::{
+    Backend, BackendError, BackendRequest, BackendResponse, NotifyError, WebhookSender,
+};
+use failover_core::webhook::SignedHeaders;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Step {
+    /// Answer with this status after this long.
+    Answer(u16, Duration),
+}
+
+pub struct Scripted {
+    script: Mutex<VecDeque<Step>>,
+    default: Mutex<Step>,
+    calls: Mutex<Vec<Instant>>,
+}
+
+impl Scripted {
+    pub fn new(default: Step) -> Self {
+        Self {
+            script: Mutex::default(),
+            default: Mutex::new(default),
+            calls: Mutex::default(),
+        }
+    }
+
+    pub fn push(&self, s: Step) {
+        self.script.lock().unwrap().push_back(s);
+    }
+
+    pub fn set_default(&self, s: Step) {
+        *self.default.lock().unwrap() = s;
+    }
+
+    /// When each call started.
+    pub fn calls(&self) -> Vec<Instant> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Backend for Scripted {
+    async fn call(&self, _req: BackendRequest<'_>) -> Result<BackendResponse, BackendError> {
+        self.calls.lock().unwrap().push(Instant::now());
+        let step = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(*self.default.lock().unwrap());
+        let Step::Answer(status, after) = step;
+        tokio::time::sleep(after).await;
+        Ok(BackendResponse {
+            status,
+            body: b"{}".to_vec(),
+            content_type: Some("application/json".into()),
+        })
+    }
+}
+
+/// These tests send no webhooks.
+pub struct NoWebhooks;
+
+#[async_trait]
+impl WebhookSender for NoWebhooks {
+    async fn post(
+        &self,
+        _url: &str,
+        _h: &SignedHeaders,
+        _b: &str,
+        _t: Duration,
+    ) -> Result<u16, NotifyError> {
+        Err(NotifyError("no webhooks in these tests".into()))
+    }
+}
