@@ -5,5 +5,6 @@ mod failover;
 mod idempotency;
 mod input;
 mod notifications;
+mod openapi;
 mod sync;
 mod worker;
