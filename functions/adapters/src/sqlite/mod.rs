@@ -9,12 +9,15 @@
 //! cannot delete a redelivered message), and a redrive to the dead-letter
 //! table after `max_receives` deliveries.
 //!
-//! rusqlite is blocking, so every call runs on tokio's blocking pool behind
-//! one mutex-guarded connection: SQLite serialises writers anyway, and one
-//! connection keeps the code free of `SQLITE_BUSY` handling.
+//! rusqlite is blocking, so nothing here runs on tokio's workers: writes go
+//! to one writer thread that commits them in groups ([`writer`]), reads run on
+//! the blocking pool over a second connection (WAL lets it read while the
+//! writer writes). SQLite serialises writers anyway; one writer connection
+//! keeps the code free of `SQLITE_BUSY` handling.
 
 mod queue;
 mod store;
+mod writer;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -100,7 +103,8 @@ pub struct DeadLetter {
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    writer: writer::Writer,
+    reader: Arc<Mutex<Connection>>,
     clock: Arc<dyn Clock>,
     options: SqliteOptions,
     /// Wakes long-polling receivers when a message is sent.
@@ -118,38 +122,53 @@ impl SqliteStore {
         clock: Arc<dyn Clock>,
         options: SqliteOptions,
     ) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(unavailable)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(unavailable)?;
-        // FULL: a commit is on disk before we answer 202, even on power loss.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(unavailable)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(unavailable)?;
+        let connect = || -> Result<Connection, StoreError> {
+            let conn = Connection::open(path).map_err(unavailable)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(unavailable)?;
+            // FULL: a commit is on disk before we answer 202, even on power loss.
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(unavailable)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(unavailable)?;
+            Ok(conn)
+        };
+        let conn = connect()?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        let reader = connect()?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: writer::Writer::start(conn)?,
+            reader: Arc::new(Mutex::new(reader)),
             clock,
             options,
             arrivals: Arc::new(Notify::new()),
         })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
-    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` on the read connection, on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let conn = self.reader.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
+            let guard = conn
                 .lock()
                 .map_err(|_| unavailable("connection poisoned"))?;
-            f(&mut guard)
+            f(&guard)
         })
         .await
         .map_err(unavailable)?
+    }
+
+    /// Runs `f` atomically in the writer's next group commit.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.write(f).await
     }
 
     fn now(&self) -> i64 {
@@ -158,7 +177,7 @@ impl SqliteStore {
 
     /// The publication log, oldest first (local mode's stand-in for SNS).
     pub async fn publications(&self) -> Result<Vec<Publication>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c
                 .prepare("SELECT event_id, event_type, status, body FROM publications ORDER BY seq")
                 .map_err(unavailable)?;
@@ -180,7 +199,7 @@ impl SqliteStore {
     /// Ids of every stored ticket, expired or not (for inspection).
     pub async fn ticket_ids(&self) -> Result<Vec<failover_core::ticket::TicketId>, StoreError> {
         let ids: Vec<String> = self
-            .with(|c| {
+            .read(|c| {
                 let mut stmt = c
                     .prepare("SELECT id FROM tickets ORDER BY id")
                     .map_err(unavailable)?;
@@ -198,7 +217,7 @@ impl SqliteStore {
 
     /// The dead-letter table, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c
                 .prepare(
                     "SELECT id, body, reason, receive_count FROM dead_letters ORDER BY dead_at, id",

@@ -33,8 +33,7 @@ impl SqliteStore {
         let now = self.now();
         let hidden_until = now + visibility.as_millis() as i64;
         let max_receives = self.options.max_receives;
-        self.with(move |c| {
-            let tx = c.transaction().map_err(sql_err)?;
+        self.write(move |tx| {
             let mut out = Vec::new();
             {
                 let mut pick = tx
@@ -85,7 +84,6 @@ impl SqliteStore {
                     });
                 }
             }
-            tx.commit().map_err(sql_err)?;
             Ok(out)
         })
         .await
@@ -100,7 +98,7 @@ impl Queue for SqliteStore {
         let (body, now) = (body.to_string(), self.now());
         let visible_at = now + delay.as_millis() as i64;
         let row_id = id.clone();
-        self.with(move |c| {
+        self.write(move |c| {
             c.execute(
                 "INSERT INTO queue (id, body, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4)",
                 params![row_id, body, now, visible_at],
@@ -134,7 +132,7 @@ impl Queue for SqliteStore {
 
     async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
         let receipt = receipt.to_string();
-        self.with(move |c| {
+        self.write(move |c| {
             let n = c
                 .execute("DELETE FROM queue WHERE receipt = ?1", params![receipt])
                 .map_err(sql_err)?;
@@ -151,7 +149,7 @@ impl Queue for SqliteStore {
     async fn defer(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
         let receipt = receipt.to_string();
         let visible_at = self.now() + delay.as_millis() as i64;
-        self.with(move |c| {
+        self.write(move |c| {
             let n = c
                 .execute(
                     "UPDATE queue SET visible_at = ?2 WHERE receipt = ?1",
@@ -170,8 +168,7 @@ impl Queue for SqliteStore {
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
         let (receipt, reason, now) = (delivery.receipt.clone(), reason.to_string(), self.now());
-        self.with(move |c| {
-            let tx = c.transaction().map_err(sql_err)?;
+        self.write(move |tx| {
             let row: Option<(i64, String, String, u32, i64)> = tx
                 .query_row(
                     "SELECT seq, id, body, receive_count, sent_at FROM queue WHERE receipt = ?1",
@@ -190,8 +187,8 @@ impl Queue for SqliteStore {
             )
             .map_err(sql_err)?;
             tx.execute("DELETE FROM queue WHERE seq = ?1", params![seq])
-                .map_err(sql_err)?;
-            tx.commit().map_err(sql_err)
+                .map_err(sql_err)
+                .map(|_| ())
         })
         .await
         .map_err(queue_err)
@@ -199,7 +196,7 @@ impl Queue for SqliteStore {
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         let now = self.now();
-        self.with(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT
                    (SELECT COUNT(*) FROM queue WHERE visible_at <= ?1),

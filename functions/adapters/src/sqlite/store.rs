@@ -47,7 +47,7 @@ impl TicketStore for SqliteStore {
         );
         let doc = encode(ticket)?;
         let now = self.now();
-        self.with(move |c| {
+        self.write(move |c| {
             // An expired row with this id may linger; it does not count.
             c.execute(
                 "DELETE FROM tickets WHERE id = ?1 AND purge_at <= ?2",
@@ -70,7 +70,7 @@ impl TicketStore for SqliteStore {
         let id = id.to_string();
         let now = self.now();
         let doc: Option<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 c.query_row(
                     "SELECT doc FROM tickets WHERE id = ?1 AND purge_at > ?2",
                     params![id, now],
@@ -96,7 +96,7 @@ impl TicketStore for SqliteStore {
             next.purge_at(),
         );
         let doc = encode(next)?;
-        self.with(move |c| {
+        self.write(move |c| {
             let n = c
                 .execute(
                     "UPDATE tickets SET status = ?2, version = ?3, purge_at = ?4, doc = ?5
@@ -119,7 +119,7 @@ impl TicketStore for SqliteStore {
 
     async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.with(move |c| {
+        self.write(move |c| {
             let n = c
                 .execute(
                     "DELETE FROM tickets WHERE id = ?1 AND version = ?2",
@@ -139,7 +139,7 @@ impl IdempotencyStore for SqliteStore {
             (record.key.clone(), record.version as i64, record.expires_at);
         let doc = encode(record)?;
         let now = self.now();
-        self.with(move |c| {
+        self.write(move |c| {
             c.execute(
                 "DELETE FROM idempotency WHERE key = ?1 AND expires_at <= ?2",
                 params![key, now],
@@ -161,7 +161,7 @@ impl IdempotencyStore for SqliteStore {
         let key = key.to_string();
         let now = self.now();
         let doc: Option<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 c.query_row(
                     "SELECT doc FROM idempotency WHERE key = ?1 AND expires_at > ?2",
                     params![key, now],
@@ -178,7 +178,7 @@ impl IdempotencyStore for SqliteStore {
         let (key, version, expires) =
             (record.key.clone(), record.version as i64, record.expires_at);
         let doc = encode(record)?;
-        self.with(move |c| {
+        self.write(move |c| {
             let n = c
                 .execute(
                     "UPDATE idempotency SET version = ?2, expires_at = ?3, doc = ?4
@@ -193,7 +193,7 @@ impl IdempotencyStore for SqliteStore {
 
     async fn delete(&self, key: &str, expected_version: u64) -> Result<(), StoreError> {
         let key = key.to_string();
-        self.with(move |c| {
+        self.write(move |c| {
             let n = c
                 .execute(
                     "DELETE FROM idempotency WHERE key = ?1 AND version = ?2",
@@ -218,7 +218,7 @@ impl EventPublisher for SqliteStore {
             status = %e.status,
             "topic publication (local mode: recorded in the store)"
         );
-        self.with(move |c| {
+        self.write(move |c| {
             // The same event published twice (a retried delivery) is one row.
             c.execute(
                 "INSERT OR IGNORE INTO publications (event_id, event_type, status, body, published_at)
