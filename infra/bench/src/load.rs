@@ -41,6 +41,7 @@ pub async fn serve_router(router: Router) -> anyhow::Result<String> {
     Ok(base)
 }
 
+#[derive(Default)]
 pub struct LoadResult {
     pub latencies: Vec<Duration>,
     pub statuses: Vec<u16>,
@@ -50,6 +51,14 @@ pub struct LoadResult {
 impl LoadResult {
     pub fn rate(&self) -> f64 {
         self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+
+    /// Adds another run's samples (kept sorted).
+    pub fn extend(&mut self, other: LoadResult) {
+        self.latencies.extend(other.latencies);
+        self.latencies.sort_unstable();
+        self.statuses.extend(other.statuses);
+        self.wall += other.wall;
     }
 }
 

@@ -9,7 +9,8 @@
 //!    deadline), plus the breaker-open fast path;
 //! 3. worker drain rate vs raw receive+ack rate of the same SQLite store.
 //!
-//! Only loopback addresses are used. Every loop is bounded in count.
+//! `BENCH_ONLY=1|2|3` runs one part. Only loopback addresses are used; every
+//! loop is bounded in count.
 
 mod load;
 
@@ -26,10 +27,12 @@ use failover_core::engine::Submission;
 use failover_core::ports::{Queue, SystemClock};
 use failover_core::Policy;
 use failover_local::{assemble, App, Parts};
-use load::{backend, percentile, run_load, serve_router};
+use load::{backend, percentile, run_load, serve_router, LoadResult};
 
 const CONCURRENCY: usize = 16;
-const REQUESTS: usize = 2000;
+const REQUESTS: usize = 8000;
+const OPEN_REQUESTS: usize = 2000;
+const ROUNDS: usize = 8;
 const DRAIN: usize = 2000;
 
 fn build(
@@ -71,8 +74,14 @@ async fn sync_overhead() -> anyhow::Result<()> {
     // Warm both paths (connections, SQLite pages), then measure.
     run_load(&backend_url, CONCURRENCY, 200).await?;
     run_load(&gateway_url, CONCURRENCY, 200).await?;
-    let direct = run_load(&backend_url, CONCURRENCY, REQUESTS).await?;
-    let through = run_load(&gateway_url, CONCURRENCY, REQUESTS).await?;
+    // Interleaved rounds, so that a noisy moment of the machine hits both
+    // paths alike instead of only the one that happened to run then.
+    let mut direct = LoadResult::default();
+    let mut through = LoadResult::default();
+    for _ in 0..ROUNDS {
+        direct.extend(run_load(&backend_url, CONCURRENCY, REQUESTS / ROUNDS).await?);
+        through.extend(run_load(&gateway_url, CONCURRENCY, REQUESTS / ROUNDS).await?);
+    }
     anyhow::ensure!(
         through.statuses.iter().all(|s| *s == 200),
         "gateway answered non-200"
@@ -143,7 +152,7 @@ async fn time_to_202() -> anyhow::Result<()> {
     )?;
     let open_gw = serve_router(open_app.router).await?;
     run_load(&format!("{open_gw}/requests"), CONCURRENCY, 32).await?; // trips the breaker
-    let o = run_load(&format!("{open_gw}/requests"), CONCURRENCY, REQUESTS).await?;
+    let o = run_load(&format!("{open_gw}/requests"), CONCURRENCY, OPEN_REQUESTS).await?;
     anyhow::ensure!(o.statuses.iter().all(|s| *s == 202), "expected only 202s");
     let (o50, o99) = (
         percentile(&o.latencies, 0.50),
@@ -162,7 +171,7 @@ async fn time_to_202() -> anyhow::Result<()> {
         r.rate()
     );
     println!(
-        "| breaker open (no backend wait) | {REQUESTS} | {:.2} | {:.2} | {:.0} |",
+        "| breaker open (no backend wait) | {OPEN_REQUESTS} | {:.2} | {:.2} | {:.0} |",
         ms(o50),
         ms(o99),
         o.rate()
@@ -249,8 +258,15 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(1),
         std::env::consts::ARCH
     );
-    sync_overhead().await?;
-    time_to_202().await?;
-    drain().await?;
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "1" {
+        sync_overhead().await?;
+    }
+    if only.is_empty() || only == "2" {
+        time_to_202().await?;
+    }
+    if only.is_empty() || only == "3" {
+        drain().await?;
+    }
     Ok(())
 }
