@@ -276,3 +276,49 @@ async fn an_abandoned_idempotency_key_is_taken_over_after_its_lease() {
     let again = w.engine.submit(keyed()).await.unwrap();
     assert!(again.replayed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_ticket_past_its_ttl_fails_as_expired() {
+    let p = Policy {
+        ticket_ttl: Duration::from_secs(10),
+        max_attempts: 100,
+        retry_base: Duration::from_secs(4),
+        retry_max: Duration::from_secs(4),
+        ..policy()
+    };
+    let w = world(p, Step::Answer(503, Duration::from_millis(5)));
+    let done = w
+        .engine
+        .submit(Submission {
+            respond_async: true,
+            ..sub()
+        })
+        .await
+        .unwrap();
+    let Answer::Accepted { ticket_id, .. } = done.answer else {
+        panic!("not accepted")
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.worker.clone().run(2, async move {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let t = loop {
+        let t = w.store.get(&ticket_id).await.unwrap().unwrap();
+        if t.status.is_terminal() {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "never finished: {t:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = stop.send(());
+    let _ = run.await;
+    assert_eq!(t.status, Status::Failed);
+    let error = t.error.unwrap();
+    assert_eq!(error.kind, failover_core::ticket::ErrorKind::Expired);
+    // Attempts ran every 2-4 s until the 10 s TTL: a handful, not 100.
+    assert!((2..=6).contains(&t.attempts), "{} attempts", t.attempts);
+    // The last backend answer is kept, and the topic heard about it.
+    assert_eq!(t.result.unwrap().status_code, 503);
+    assert_eq!(w.store.published().len(), 1);
+}

@@ -7,24 +7,5 @@ use failover_local::config::LocalConfig;
 async fn main() -> anyhow::Result<()> {
     failover_local::run::init_tracing();
     let config = LocalConfig::from_env().context("invalid configuration")?;
-    failover_local::run::run(config, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing requests and messages in progress");
+    failover_local::run::run(config, failover_local::run::shutdown_signal()).await
 }
