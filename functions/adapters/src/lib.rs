@@ -18,3 +18,6 @@ pub mod http_backend;
 pub mod memory;
 pub mod sqlite;
 pub mod webhook_sender;
+
+#[cfg(feature = "aws")]
+pub mod aws;

@@ -1,0 +1,221 @@
+//! Tickets and idempotency records in one DynamoDB table.
+//!
+//! Item layout (partition key `pk`, no sort key):
+//!
+//! | pk | attributes |
+//! |---|---|
+//! | `T#<ticket id>` | `status`, `version`, `doc` (the ticket as JSON), `purge_ms`, `ttl` |
+//! | `I#<idempotency key>` | `version`, `doc`, `purge_ms`, `ttl` |
+//!
+//! Every write is conditional (`attribute_not_exists`, or `status`/`version`
+//! equal to what the caller read), so DynamoDB arbitrates races between
+//! Lambda instances exactly as SQLite does locally. `ttl` (epoch seconds) is
+//! the table's TTL attribute; TTL deletion is lazy, so reads also check
+//! `purge_ms` and treat an expired item as absent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use failover_core::ports::{Clock, IdemRecord, IdempotencyStore, StoreError, TicketStore};
+use failover_core::ticket::{Status, Ticket, TicketId};
+
+use super::unavailable;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    clock: Arc<dyn Clock>,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn ticket_key(id: &TicketId) -> String {
+    format!("T#{id}")
+}
+
+fn idem_key(key: &str) -> String {
+    format!("I#{key}")
+}
+
+/// Maps a conditional-check failure to `Conflict`, anything else to
+/// `Unavailable`.
+fn conditional<E, R>(e: SdkError<E, R>, is_condition: impl Fn(&E) -> bool) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e.as_service_error() {
+        Some(se) if is_condition(se) => StoreError::Conflict,
+        _ => unavailable(e),
+    }
+}
+
+fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    let doc = item
+        .get("doc")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Unavailable("item without doc".into()))?;
+    serde_json::from_str(doc).map_err(|e| StoreError::Unavailable(format!("corrupt item: {e}")))
+}
+
+fn purge_ms(item: &Item) -> i64 {
+    item.get("purge_ms")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(i64::MAX)
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            clock,
+        }
+    }
+
+    fn item(pk: String, version: u64, doc: String, purge: i64) -> Item {
+        HashMap::from([
+            ("pk".to_string(), s(pk)),
+            ("version".to_string(), n(version)),
+            ("doc".to_string(), s(doc)),
+            ("purge_ms".to_string(), n(purge)),
+            ("ttl".to_string(), n(purge.div_euclid(1000))),
+        ])
+    }
+
+    fn ticket_item(t: &Ticket) -> Result<Item, StoreError> {
+        let mut item = Self::item(ticket_key(&t.id), t.version, encode(t)?, t.purge_at());
+        item.insert("status".into(), s(t.status.as_str()));
+        Ok(item)
+    }
+
+    /// Inserts unless a live item with this key exists.
+    async fn insert(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR purge_ms <= :now")
+            .expression_attribute_values(":now", n(self.clock.now_ms()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| conditional(e, |se| se.is_conditional_check_failed_exception()))
+    }
+
+    async fn get_live(&self, pk: String) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let now = self.clock.now_ms();
+        Ok(out.item.filter(|i| purge_ms(i) > now))
+    }
+
+    async fn delete_at(&self, pk: String, expected_version: u64) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(expected_version))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| conditional(e, |se| se.is_conditional_check_failed_exception()))
+    }
+}
+
+#[async_trait]
+impl TicketStore for DynamoStore {
+    async fn create(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        self.insert(Self::ticket_item(ticket)?).await
+    }
+
+    async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        self.get_live(ticket_key(id))
+            .await?
+            .map(|i| doc_of(&i))
+            .transpose()
+    }
+
+    async fn update(
+        &self,
+        next: &Ticket,
+        expected_status: Status,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::ticket_item(next)?))
+            .condition_expression("#s = :s AND version = :v")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":s", s(expected_status.as_str()))
+            .expression_attribute_values(":v", n(expected_version))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| conditional(e, |se| se.is_conditional_check_failed_exception()))
+    }
+
+    async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {
+        self.delete_at(ticket_key(id), expected_version).await
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn insert(&self, r: &IdemRecord) -> Result<(), StoreError> {
+        let item = Self::item(idem_key(&r.key), r.version, encode(r)?, r.expires_at);
+        DynamoStore::insert(self, item).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<IdemRecord>, StoreError> {
+        self.get_live(idem_key(key))
+            .await?
+            .map(|i| doc_of(&i))
+            .transpose()
+    }
+
+    async fn replace(&self, r: &IdemRecord, expected_version: u64) -> Result<(), StoreError> {
+        let item = Self::item(idem_key(&r.key), r.version, encode(r)?, r.expires_at);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(expected_version))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| conditional(e, |se| se.is_conditional_check_failed_exception()))
+    }
+
+    async fn delete(&self, key: &str, expected_version: u64) -> Result<(), StoreError> {
+        self.delete_at(idem_key(key), expected_version).await
+    }
+}
