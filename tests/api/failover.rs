@@ -30,14 +30,15 @@ async fn a_timeout_fails_over_and_the_worker_completes_the_ticket() {
     app.backend.push(Behaviour::slow(
         200,
         r#"{"late":true}"#,
-        Duration::from_secs(2),
+        Duration::from_secs(5),
     ));
     app.backend
         .set_default(Behaviour::status(201, r#"{"done":true}"#));
     let started = Instant::now();
     let body = accepted(app.post(r#"{"amount": 7}"#).send().await.unwrap()).await;
+    // Answered at the deadline, not when the backend finally answered.
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_secs(4),
         "{:?}",
         started.elapsed()
     );
