@@ -111,3 +111,31 @@ async fn sqlite_redrives_after_max_receives() {
     assert_eq!(dead[0].body, "crashes every worker");
     assert_eq!(dead[0].receive_count, 2);
 }
+
+/// Beyond the shared contract: the embedded queue refuses a stale receipt,
+/// so a slow worker cannot delete a message another worker now holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_stale_receipts() {
+    use failover_core::ports::{Queue, QueueError};
+    use std::time::Duration;
+    let (q, _dir) = sqlite();
+    q.send("m", Duration::ZERO).await.unwrap();
+    let first = q
+        .receive(1, Duration::from_millis(200), Duration::ZERO)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = q
+        .receive(1, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        q.ack(&first[0].receipt).await,
+        Err(QueueError::StaleReceipt)
+    );
+    assert_eq!(
+        q.defer(&first[0].receipt, Duration::ZERO).await,
+        Err(QueueError::StaleReceipt)
+    );
+    q.ack(&second[0].receipt).await.unwrap();
+}

@@ -4,6 +4,7 @@
 //! Everything here talks over real loopback sockets; nothing is mocked
 //! inside the service under test.
 
+pub mod aws;
 pub mod conformance;
 pub mod mock_backend;
 pub mod receiver;

@@ -7,8 +7,9 @@
 //!
 //! - writes are conditional: a lost race is [`StoreError::Conflict`], never a
 //!   silent overwrite;
-//! - a queue delivery is at-least-once and carries a receipt that stops being
-//!   valid once the message was delivered again.
+//! - a queue delivery is at-least-once; each delivery carries a new receipt,
+//!   and the core acknowledges with the latest one (what an older receipt
+//!   still does is back-end specific, as on SQS).
 
 use std::time::Duration;
 

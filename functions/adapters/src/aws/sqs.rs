@@ -40,8 +40,14 @@ where
     E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
 {
-    let code = e.as_service_error().and_then(|se| se.code()).unwrap_or("");
-    if code.contains("ReceiptHandleIsInvalid") || code.contains("MessageNotInflight") {
+    let (code, message) = e
+        .as_service_error()
+        .map(|se| (se.code().unwrap_or(""), se.message().unwrap_or("")))
+        .unwrap_or(("", ""));
+    let stale = code.contains("ReceiptHandleIsInvalid")
+        || code.contains("MessageNotInflight")
+        || (code.contains("InvalidParameterValue") && message.contains("ReceiptHandle"));
+    if stale {
         QueueError::StaleReceipt
     } else {
         unavailable(e)

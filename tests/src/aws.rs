@@ -1,0 +1,123 @@
+//! AWS resources on the emulators, one fresh set per test.
+//!
+//! Tests create their own uniquely named table, queues and topic, so they
+//! run in parallel and never see each other's data. The attributes match
+//! what `infra/` bootstraps and `template.yaml` deploys (key schema, TTL
+//! attribute, redrive policy).
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+pub struct AwsEnv {
+    pub sdk: SdkConfig,
+    pub table: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub topic_arn: String,
+}
+
+/// The SDK configuration for the emulators. Panics with instructions when
+/// no emulator endpoint is configured: these tests never touch real AWS.
+pub async fn sdk() -> SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1") || endpoint.starts_with("http://localhost"),
+        "AWS tests need emulators on loopback: run infra/test-all, or start LocalStack \
+         and set AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_DYNAMODB) to it (got {endpoint:?})"
+    );
+    failover_adapters::aws::sdk_config(Duration::from_secs(5)).await
+}
+
+pub async fn fresh() -> AwsEnv {
+    let sdk = sdk().await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let table = format!("tickets-{suffix}");
+    create_table(&sdk, &table).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("requests-dlq-{suffix}"))
+        .send()
+        .await
+        .expect("create DLQ")
+        .queue_url
+        .expect("DLQ url");
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("DLQ attributes")
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("DLQ arn");
+    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"100"}}"#);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("requests-{suffix}"))
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .attributes(QueueAttributeName::VisibilityTimeout, "60")
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url");
+    let topic_arn = aws_sdk_sns::Client::new(&sdk)
+        .create_topic()
+        .name(format!("completions-{suffix}"))
+        .send()
+        .await
+        .expect("create topic")
+        .topic_arn
+        .expect("topic arn");
+    AwsEnv {
+        sdk,
+        table,
+        queue_url,
+        dlq_url,
+        topic_arn,
+    }
+}
+
+pub async fn create_table(sdk: &SdkConfig, table: &str) {
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    ddb.create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .send()
+        .await
+        .expect("create table");
+    ddb.update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("ttl")
+                .build()
+                .expect("ttl"),
+        )
+        .send()
+        .await
+        .expect("enable TTL");
+}
