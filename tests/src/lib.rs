@@ -6,6 +6,8 @@
 
 pub mod aws;
 pub mod conformance;
+pub mod events;
+pub mod lambda_runtime;
 pub mod mock_backend;
 pub mod receiver;
 pub mod spawn;

@@ -9,6 +9,8 @@
 //! [`problem`].
 
 pub mod health;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod problem;
 pub mod requests;
 pub mod tickets;

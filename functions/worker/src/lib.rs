@@ -8,6 +8,8 @@
 //! [`Worker::run`] is local mode's loop over the embedded queue. The Lambda
 //! function (AWS mode) calls the same `handle` for each SQS record.
 
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod notify;
 pub mod process;
 
@@ -49,8 +51,9 @@ impl Worker {
         self.policy.worker_deadline + self.policy.capture_timeout * 2 + Duration::from_secs(1)
     }
 
-    /// Applies a disposition to the queue.
-    pub async fn settle(&self, delivery: &Delivery, disposition: Disposition) {
+    /// Applies a disposition to the queue; false if the queue refused it
+    /// (the message then reappears after its visibility timeout).
+    pub async fn settle(&self, delivery: &Delivery, disposition: Disposition) -> bool {
         let queue = &self.deps.queue;
         let done = match &disposition {
             Disposition::Ack => queue.ack(&delivery.receipt).await,
@@ -58,13 +61,16 @@ impl Worker {
             Disposition::DeadLetter(reason) => queue.dead_letter(delivery, reason).await,
         };
         match done {
-            Ok(()) => {}
+            Ok(()) => true,
             // Redelivered meanwhile: the newer delivery settles it.
             Err(QueueError::StaleReceipt) => {
-                tracing::debug!(message_id = %delivery.message_id, "stale receipt")
+                tracing::debug!(message_id = %delivery.message_id, "stale receipt");
+                false
             }
-            // The message reappears after its visibility timeout.
-            Err(e) => tracing::warn!(error = %e, ?disposition, "could not settle a message"),
+            Err(e) => {
+                tracing::warn!(error = %e, ?disposition, "could not settle a message");
+                false
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 //! included) takes at most `CAPTURE_TIMEOUT_MS`.
 
 mod dynamodb;
+pub mod env;
 mod sns;
 mod sqs;
 

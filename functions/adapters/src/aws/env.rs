@@ -1,0 +1,126 @@
+//! AWS mode's wiring from the environment: what both Lambda functions read
+//! besides the shared policy.
+
+use std::sync::Arc;
+
+use failover_core::breaker::Breaker;
+use failover_core::callback::CallbackRules;
+use failover_core::config::ConfigError;
+use failover_core::ports::SystemClock;
+use failover_core::{Deps, Policy};
+
+use super::{sdk_config, DynamoStore, SnsPublisher, SqsQueue};
+use crate::http_backend::HttpBackend;
+use crate::webhook_sender::HttpWebhookSender;
+
+/// The variables AWS mode reads beyond [`failover_core::config::POLICY_VARIABLES`].
+pub const AWS_VARIABLES: &[&str] = &[
+    "TABLE_NAME",
+    "QUEUE_URL",
+    "DLQ_URL",
+    "TOPIC_ARN",
+    "BACKEND_URL",
+];
+
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub table: String,
+    pub queue_url: String,
+    /// Where poison messages go (the worker needs it).
+    pub dlq_url: Option<String>,
+    /// Where terminal events go (the worker needs it).
+    pub topic_arn: Option<String>,
+    pub backend_url: String,
+}
+
+fn required(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, ConfigError> {
+    get(name)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError {
+            name,
+            value: String::new(),
+            problem: "must be set".into(),
+        })
+}
+
+impl AwsSettings {
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: required(get, "TABLE_NAME")?,
+            queue_url: required(get, "QUEUE_URL")?,
+            dlq_url: get("DLQ_URL").filter(|v| !v.is_empty()),
+            topic_arn: get("TOPIC_ARN").filter(|v| !v.is_empty()),
+            backend_url: required(get, "BACKEND_URL")?,
+        })
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+}
+
+/// Every port of AWS mode, built once per Lambda instance (no network call).
+pub struct AwsPorts {
+    pub store: Arc<DynamoStore>,
+    pub queue: Arc<SqsQueue>,
+    pub topic: Option<Arc<SnsPublisher>>,
+    pub deps: Deps,
+    pub webhooks: Arc<HttpWebhookSender>,
+}
+
+pub async fn ports(settings: &AwsSettings, policy: &Policy) -> Result<AwsPorts, String> {
+    let sdk = sdk_config(policy.capture_timeout).await;
+    let clock = Arc::new(SystemClock);
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        settings.table.clone(),
+        clock.clone(),
+    ));
+    let queue = Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        settings.queue_url.clone(),
+        settings.dlq_url.clone(),
+    ));
+    let topic = settings.topic_arn.as_ref().map(|arn| {
+        Arc::new(SnsPublisher::new(
+            aws_sdk_sns::Client::new(&sdk),
+            arn.clone(),
+        ))
+    });
+    let rules = CallbackRules {
+        allow_private: policy.allow_private_callbacks,
+        allow_loopback: policy.allow_loopback_callbacks,
+    };
+    let deps = Deps {
+        backend: Arc::new(HttpBackend::new(&settings.backend_url)?),
+        tickets: store.clone(),
+        idempotency: store.clone(),
+        queue: queue.clone(),
+        health: Arc::new(Breaker::new(policy)),
+        clock,
+    };
+    Ok(AwsPorts {
+        store,
+        queue,
+        topic,
+        deps,
+        webhooks: Arc::new(HttpWebhookSender::new(rules)?),
+    })
+}
+
+/// JSON logs for CloudWatch, filtered by `RUST_LOG`; every line carries the
+/// fields of its spans (the ticket id among them).
+pub fn init_json_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(true)
+        .without_time()
+        .init();
+}

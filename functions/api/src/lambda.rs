@@ -1,0 +1,50 @@
+//! AWS mode for the router: the Lambda function behind API Gateway.
+//!
+//! Clients are built once per instance, without any network call (cold
+//! starts stay short). Each request's sync deadline is capped by what is
+//! left of the invocation minus a reserve for the capture, so a slow backend
+//! still leaves time to write the ticket and the message before Lambda stops
+//! the function: a request is answered 202 (or 503), never cut off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use failover_adapters::aws::env::{init_json_tracing, ports, AwsSettings};
+use failover_core::{Engine, Policy};
+use lambda_http::RequestExt;
+
+use crate::{router, AppState, DeadlineCap};
+
+/// What must stay free after the sync attempt: two capture writes.
+fn capture_reserve(policy: &Policy) -> Duration {
+    policy.capture_timeout * 2 + Duration::from_millis(100)
+}
+
+async fn cap_by_invocation(reserve: Duration, mut req: Request, next: Next) -> Response {
+    if let Some(ctx) = req.lambda_context_ref() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let left = Duration::from_millis(ctx.deadline.saturating_sub(now));
+        req.extensions_mut()
+            .insert(DeadlineCap(left.saturating_sub(reserve)));
+    }
+    next.run(req).await
+}
+
+pub async fn run() -> Result<(), lambda_http::Error> {
+    init_json_tracing();
+    let policy = Policy::from_env(Policy::default())?;
+    let settings = AwsSettings::from_env()?;
+    let ports = ports(&settings, &policy).await?;
+    let reserve = capture_reserve(&policy);
+    let engine = Arc::new(Engine::new(Arc::new(policy), ports.deps));
+    let app = router(AppState::new(engine)).layer(middleware::from_fn(move |req, next| {
+        cap_by_invocation(reserve, req, next)
+    }));
+    lambda_http::run(app).await
+}

@@ -1,0 +1,226 @@
+//! AWS mode end to end: API Gateway events into the api function, SQS
+//! events into the worker function, DynamoDB, SNS with a filter policy, the
+//! signed webhook, redelivery and poison messages.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use failover_core::ticket::{ErrorKind, Status};
+use failover_tests::mock_backend::Behaviour;
+use failover_tests::spawn::TEST_SECRET;
+use serde_json::Value;
+
+use crate::stack::{body, failures, queue_arn, Stack};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_backend_answers_through_the_api_function() {
+    let s = Stack::start().await;
+    s.backend
+        .push(Behaviour::status(201, r#"{"payment":"p_1"}"#));
+    let resp = s
+        .post(&[("x-request-id", "req-7")], r#"{"amount": 1}"#)
+        .await;
+    assert_eq!(resp["statusCode"], 201, "{resp}");
+    assert_eq!(resp["headers"]["x-failover-mode"], "sync");
+    assert_eq!(resp["headers"]["x-request-id"], "req-7");
+    assert_eq!(body(&resp)["payment"], "p_1");
+    let h = s.get("/health", "").await;
+    assert_eq!(body(&h)["mode"], "sync");
+}
+
+/// Subscribes a fresh queue to the topic, receiving only `succeeded` events.
+async fn succeeded_subscriber(s: &Stack) -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let url = s
+        .sqs
+        .create_queue()
+        .queue_name(format!("succeeded-{}", &suffix[..12]))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = queue_arn(&s.sqs, &url).await;
+    aws_sdk_sns::Client::new(&s.env.sdk)
+        .subscribe()
+        .topic_arn(&s.env.topic_arn)
+        .protocol("sqs")
+        .endpoint(arn)
+        .attributes("FilterPolicy", r#"{"status": ["succeeded"]}"#)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+    url
+}
+
+async fn receive_on(s: &Stack, url: &str, wait: i32) -> Vec<aws_sdk_sqs::types::Message> {
+    s.sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_fails_over_then_the_worker_completes_and_notifies() {
+    let s = Stack::start().await;
+    let subscriber = succeeded_subscriber(&s).await;
+    s.backend.push(Behaviour::slow(
+        200,
+        r#"{"late":true}"#,
+        Duration::from_secs(5),
+    ));
+    s.backend
+        .set_default(Behaviour::status(200, r#"{"paid":true}"#));
+    let resp = s
+        .post(
+            &[("callback-url", s.hooks.url.as_str())],
+            r#"{"amount": 2}"#,
+        )
+        .await;
+    assert_eq!(resp["statusCode"], 202, "{resp}");
+    assert_eq!(resp["headers"]["x-failover-mode"], "async");
+    let accepted = body(&resp);
+    assert_eq!(accepted["reason"], "timeout");
+    let id = accepted["ticket_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        resp["headers"]["location"],
+        format!("/tickets/{id}").as_str()
+    );
+    assert_eq!(s.ticket(&id).await.status, Status::Queued);
+
+    let messages = s.receive().await;
+    assert_eq!(messages.len(), 1);
+    let batch = s.work(&messages).await;
+    assert!(failures(&batch).is_empty(), "{batch}");
+    let t = s.ticket(&id).await;
+    assert_eq!(t.status, Status::Succeeded);
+    assert_eq!(t.result.as_ref().unwrap().status_code, 200);
+
+    // The API reads the same ticket from DynamoDB.
+    let got = body(&s.get(&format!("/tickets/{id}"), "").await);
+    assert_eq!(got["status"], "succeeded");
+    assert_eq!(got["result"]["body"]["paid"], true);
+
+    // SNS, through a subscription filtered on status.
+    let published = receive_on(&s, &subscriber, 5).await;
+    assert_eq!(published.len(), 1);
+    let event: Value = serde_json::from_str(published[0].body().unwrap()).unwrap();
+    assert_eq!(event["type"], "ticket.succeeded");
+    assert_eq!(event["data"]["ticket_id"], id.as_str());
+    let attrs = published[0].message_attributes().unwrap();
+    assert_eq!(attrs["status"].string_value(), Some("succeeded"));
+    assert_eq!(attrs["event_type"].string_value(), Some("ticket.succeeded"));
+
+    // The signed webhook.
+    let hooks = s.hooks.deliveries();
+    assert_eq!(hooks.len(), 1);
+    standardwebhooks::Webhook::new(TEST_SECRET)
+        .unwrap()
+        .verify(hooks[0].body.as_bytes(), &hooks[0].headers)
+        .expect("valid signature");
+
+    // A rejected ticket: failed/rejected, and the filter keeps it off the
+    // `succeeded` subscription.
+    s.backend
+        .push(Behaviour::status(422, r#"{"error":"bad card"}"#));
+    let resp = s
+        .post(&[("prefer", "respond-async")], r#"{"amount": 3}"#)
+        .await;
+    let rejected = body(&resp)["ticket_id"].as_str().unwrap().to_string();
+    let batch = s.work(&s.receive().await).await;
+    assert!(failures(&batch).is_empty(), "{batch}");
+    let t = s.ticket(&rejected).await;
+    assert_eq!(t.status, Status::Failed);
+    assert_eq!(t.error.unwrap().kind, ErrorKind::Rejected);
+    assert!(
+        receive_on(&s, &subscriber, 2).await.is_empty(),
+        "filtered out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_message_calls_the_backend_once() {
+    let s = Stack::start().await;
+    let resp = s
+        .post(&[("prefer", "respond-async")], r#"{"amount": 4}"#)
+        .await;
+    let id = body(&resp)["ticket_id"].as_str().unwrap().to_string();
+    let messages = s.receive().await;
+    assert!(failures(&s.work(&messages).await).is_empty());
+    // The same record again, as SQS's at-least-once delivery may do.
+    assert!(failures(&s.work(&messages).await).is_empty());
+    assert_eq!(s.ticket(&id).await.status, Status::Succeeded);
+    assert_eq!(s.backend.answered_for(&id), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retryable_failure_is_reported_and_comes_back_when_due() {
+    let s = Stack::start().await;
+    s.backend.push(Behaviour::status(503, "{}"));
+    let resp = s
+        .post(&[("prefer", "respond-async")], r#"{"amount": 5}"#)
+        .await;
+    let id = body(&resp)["ticket_id"].as_str().unwrap().to_string();
+    let messages = s.receive().await;
+    let batch = s.work(&messages).await;
+    assert_eq!(
+        failures(&batch),
+        vec![messages[0].message_id().unwrap().to_string()]
+    );
+    let t = s.ticket(&id).await;
+    assert_eq!((t.status, t.attempts), (Status::Queued, 1));
+    // Its visibility was set to the backoff (0.5-1 s), not the 30 s it was
+    // received with: it is back within a few seconds.
+    let mut again = Vec::new();
+    for _ in 0..5 {
+        again = s.receive().await;
+        if !again.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(again.len(), 1, "the retry came back");
+    assert!(failures(&s.work(&again).await).is_empty());
+    let t = s.ticket(&id).await;
+    assert_eq!((t.status, t.attempts), (Status::Succeeded, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_ends_in_the_dead_letter_queue() {
+    let s = Stack::start().await;
+    s.sqs
+        .send_message()
+        .queue_url(&s.env.queue_url)
+        .message_body("not a ticket")
+        .send()
+        .await
+        .unwrap();
+    let batch = s.work(&s.receive().await).await;
+    // Moved to the DLQ at once (not left to burn receives), so not a failure.
+    assert!(failures(&batch).is_empty(), "{batch}");
+    let dead = receive_on(&s, &s.env.dlq_url, 5).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body(), Some("not a ticket"));
+    let depth = s
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&s.env.queue_url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attrs = depth.attributes.unwrap();
+    assert_eq!(attrs[&QueueAttributeName::ApproximateNumberOfMessages], "0");
+    assert_eq!(
+        attrs[&QueueAttributeName::ApproximateNumberOfMessagesNotVisible],
+        "0"
+    );
+    assert!(s.backend.calls().is_empty());
+}

@@ -1,0 +1,192 @@
+//! A Lambda Runtime API on loopback, so the real `api` and `worker`
+//! binaries run as they do in Lambda: they poll `/invocation/next`, get an
+//! event with a deadline, and post their answer back.
+//!
+//! Implements the documented protocol (2018-06-01): `next`, `response`,
+//! `error` and `init/error`.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+struct Invocation {
+    id: String,
+    event: Value,
+    deadline_ms: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    waiting: HashMap<String, oneshot::Sender<Result<Value, String>>>,
+    init_error: Option<String>,
+}
+
+#[derive(Clone)]
+struct RuntimeState {
+    next: Arc<Mutex<mpsc::Receiver<Invocation>>>,
+    inner: Arc<std::sync::Mutex<Inner>>,
+}
+
+/// The runtime API and the function process that polls it.
+pub struct LambdaHarness {
+    pub addr: String,
+    invocations: mpsc::Sender<Invocation>,
+    inner: Arc<std::sync::Mutex<Inner>>,
+    pub child: Option<Child>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+impl LambdaHarness {
+    pub async fn start() -> Self {
+        let (tx, rx) = mpsc::channel(16);
+        let inner = Arc::new(std::sync::Mutex::new(Inner::default()));
+        let state = RuntimeState {
+            next: Arc::new(Mutex::new(rx)),
+            inner: inner.clone(),
+        };
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(state);
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind runtime");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            invocations: tx,
+            inner,
+            child: None,
+        }
+    }
+
+    /// Starts `binary` as the function, with the Lambda environment plus
+    /// `env` (the emulator endpoints are inherited from this process).
+    pub fn spawn(&mut self, binary: &str, name: &str, env: &[(&str, String)]) {
+        let mut cmd = Command::new(binary);
+        cmd.env("AWS_LAMBDA_RUNTIME_API", &self.addr)
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn the function"));
+    }
+
+    /// One invocation: the function's JSON answer, or its error.
+    pub async fn invoke(&self, event: Value, timeout: Duration) -> Result<Value, String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .lock()
+            .expect("lock")
+            .waiting
+            .insert(id.clone(), tx);
+        self.invocations
+            .send(Invocation {
+                id,
+                event,
+                deadline_ms: now_ms() + timeout.as_millis() as u64,
+            })
+            .await
+            .map_err(|_| "runtime closed".to_string())?;
+        match tokio::time::timeout(timeout + Duration::from_secs(5), rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err("invocation dropped".into()),
+            Err(_) => Err(format!(
+                "no answer in time (init error: {:?})",
+                self.inner.lock().expect("lock").init_error
+            )),
+        }
+    }
+}
+
+async fn next(State(s): State<RuntimeState>) -> Response {
+    let Some(inv) = s.next.lock().await.recv().await else {
+        return StatusCode::GONE.into_response();
+    };
+    let mut headers = HeaderMap::new();
+    let put = |h: &mut HeaderMap, k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    put(&mut headers, "lambda-runtime-aws-request-id", inv.id);
+    put(
+        &mut headers,
+        "lambda-runtime-deadline-ms",
+        inv.deadline_ms.to_string(),
+    );
+    put(
+        &mut headers,
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:us-east-1:000000000000:function:test".into(),
+    );
+    put(
+        &mut headers,
+        "lambda-runtime-trace-id",
+        "Root=1-00000000-000000000000000000000000".into(),
+    );
+    (StatusCode::OK, headers, inv.event.to_string()).into_response()
+}
+
+fn answer(s: &RuntimeState, id: &str, result: Result<Value, String>) -> StatusCode {
+    match s.inner.lock().expect("lock").waiting.remove(id) {
+        Some(tx) => {
+            let _ = tx.send(result);
+            StatusCode::ACCEPTED
+        }
+        None => StatusCode::NOT_FOUND,
+    }
+}
+
+async fn response(
+    State(s): State<RuntimeState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    answer(&s, &id, Ok(value))
+}
+
+async fn error(State(s): State<RuntimeState>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    answer(&s, &id, Err(String::from_utf8_lossy(&body).into_owned()))
+}
+
+async fn init_error(State(s): State<RuntimeState>, body: Bytes) -> StatusCode {
+    s.inner.lock().expect("lock").init_error = Some(String::from_utf8_lossy(&body).into_owned());
+    StatusCode::ACCEPTED
+}
