@@ -4,4 +4,5 @@
 
 mod conformance;
 mod e2e;
+mod faults;
 mod stack;
