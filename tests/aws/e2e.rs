@@ -224,3 +224,49 @@ async fn a_poison_message_ends_in_the_dead_letter_queue() {
     );
     assert!(s.backend.calls().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_with_the_ticket_id_and_metrics_are_emf() {
+    let s = Stack::start().await;
+    s.backend
+        .push(Behaviour::slow(200, "{}", Duration::from_secs(5)));
+    let resp = s.post(&[], r#"{"amount": 6}"#).await;
+    let id = body(&resp)["ticket_id"].as_str().unwrap().to_string();
+    assert!(failures(&s.work(&s.receive().await).await).is_empty());
+
+    let emf = |out: &[Value], name: &str| -> Vec<Value> {
+        out.iter()
+            .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] == name)
+            .cloned()
+            .collect()
+    };
+    // Output is read by a background task: give it a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let api = s.api.output();
+    let failover = emf(&api, "Failover");
+    assert_eq!(failover.len(), 1, "{api:?}");
+    assert_eq!(failover[0]["Reason"], "timeout");
+    assert_eq!(failover[0]["Service"], "api");
+    assert_eq!(
+        failover[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "FailoverGateway"
+    );
+    assert_eq!(emf(&api, "CaptureLatency").len(), 1);
+    let accepted: Vec<&Value> = api
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request accepted for async processing")
+        .collect();
+    assert_eq!(accepted.len(), 1, "{api:?}");
+    assert_eq!(accepted[0]["fields"]["ticket_id"], id.as_str());
+
+    let worker = s.worker.output();
+    let outcomes = emf(&worker, "WorkerOutcome");
+    assert_eq!(outcomes.len(), 1, "{worker:?}");
+    assert_eq!(outcomes[0]["Outcome"], "succeeded");
+    // Every log line the worker wrote for this ticket carries its id.
+    let logs: Vec<&Value> = worker.iter().filter(|l| l.get("level").is_some()).collect();
+    assert!(!logs.is_empty());
+    for line in logs {
+        assert_eq!(line["span"]["ticket_id"], id.as_str(), "{line}");
+    }
+}

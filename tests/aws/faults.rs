@@ -32,7 +32,9 @@ fn assert_503(resp: &serde_json::Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_unreachable_during_capture_is_a_503_and_leaves_no_ticket() {
     let s = Stack::start_with(&[("AWS_ENDPOINT_URL_SQS", closed_port())], &[]).await;
-    let resp = s.post(&[("prefer", "respond-async")], r#"{"amount": 1}"#).await;
+    let resp = s
+        .post(&[("prefer", "respond-async")], r#"{"amount": 1}"#)
+        .await;
     assert_503(&resp);
     assert_eq!(items(&s).await, 0, "the ticket written first was undone");
 }
@@ -50,7 +52,9 @@ async fn dynamodb_unreachable_during_capture_is_a_503_and_queues_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_unreachable_in_the_worker_retries_the_message() {
     let s = Stack::start_with(&[], &[("AWS_ENDPOINT_URL_DYNAMODB", closed_port())]).await;
-    let resp = s.post(&[("prefer", "respond-async")], r#"{"amount": 3}"#).await;
+    let resp = s
+        .post(&[("prefer", "respond-async")], r#"{"amount": 3}"#)
+        .await;
     let id = body(&resp)["ticket_id"].as_str().unwrap().to_string();
     let messages = s.receive().await;
     let batch = s.work(&messages).await;

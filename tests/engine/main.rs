@@ -54,6 +54,7 @@ fn world(policy: Policy, default: Step) -> World {
         queue: faulty,
         health,
         clock,
+        metrics: Arc::new(failover_core::metrics::LogMetrics),
     };
     let notifiers = Notifiers {
         topic: Arc::new(store.clone()),

@@ -45,6 +45,7 @@ pub struct LambdaHarness {
     invocations: mpsc::Sender<Invocation>,
     inner: Arc<std::sync::Mutex<Inner>>,
     pub child: Option<Child>,
+    stdout: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 fn now_ms() -> u64 {
@@ -83,6 +84,7 @@ impl LambdaHarness {
             invocations: tx,
             inner,
             child: None,
+            stdout: Arc::default(),
         }
     }
 
@@ -96,14 +98,36 @@ impl LambdaHarness {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        self.child = Some(cmd.spawn().expect("spawn the function"));
+        let mut child = cmd.spawn().expect("spawn the function");
+        if let Some(out) = child.stdout.take() {
+            let lines = self.stdout.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut reader = tokio::io::BufReader::new(out).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    lines.lock().expect("lock").push(line);
+                }
+            });
+        }
+        self.child = Some(child);
+    }
+
+    /// What the function printed so far, parsed where it is JSON (logs and
+    /// EMF metrics both are).
+    pub fn output(&self) -> Vec<Value> {
+        self.stdout
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// One invocation: the function's JSON answer, or its error.

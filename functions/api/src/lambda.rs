@@ -40,7 +40,7 @@ pub async fn run() -> Result<(), lambda_http::Error> {
     init_json_tracing();
     let policy = Policy::from_env(Policy::default())?;
     let settings = AwsSettings::from_env()?;
-    let ports = ports(&settings, &policy).await?;
+    let ports = ports(&settings, &policy, "api").await?;
     let reserve = capture_reserve(&policy);
     let engine = Arc::new(Engine::new(Arc::new(policy), ports.deps));
     let app = router(AppState::new(engine)).layer(middleware::from_fn(move |req, next| {

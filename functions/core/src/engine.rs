@@ -23,6 +23,7 @@ use crate::breaker::{Admission, CallOutcome, HealthGate};
 use crate::config::{ForceMode, Policy};
 use crate::idempotency::{self, Begin};
 use crate::message::QueueMessage;
+use crate::metrics::{Metric, Metrics};
 use crate::ports::{
     Backend, BackendRequest, Clock, IdemOutcome, IdempotencyStore, Queue, TicketStore,
 };
@@ -37,6 +38,7 @@ pub struct Deps {
     pub queue: Arc<dyn Queue>,
     pub health: Arc<dyn HealthGate>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn Metrics>,
 }
 
 /// A validated `POST /requests`.
@@ -247,6 +249,9 @@ impl Engine {
                     .health
                     .record(admission, CallOutcome::Answered, latency)
                     .await;
+                self.deps.metrics.record(Metric::SyncAnswered {
+                    latency_ms: latency.as_secs_f64() * 1000.0,
+                });
                 return Ok(Submitted {
                     answer: Answer::Sync {
                         ticket_id,
@@ -265,6 +270,33 @@ impl Engine {
 
     /// Ticket, then message; both durable before the 202.
     async fn capture(
+        &self,
+        sub: &Submission,
+        ticket_id: TicketId,
+        reason: Reason,
+        retry_hint_s: Option<u64>,
+        applied: Vec<String>,
+    ) -> Result<Submitted, SubmitError> {
+        let started = Instant::now();
+        let captured = self
+            .write_durably(sub, ticket_id, reason, retry_hint_s, applied)
+            .await;
+        let metric = match &captured {
+            Ok(_) => {
+                self.deps.metrics.record(Metric::Failover {
+                    reason: reason.as_str(),
+                });
+                Metric::CaptureLatency {
+                    ms: started.elapsed().as_secs_f64() * 1000.0,
+                }
+            }
+            Err(_) => Metric::CaptureFailed,
+        };
+        self.deps.metrics.record(metric);
+        captured
+    }
+
+    async fn write_durably(
         &self,
         sub: &Submission,
         ticket_id: TicketId,

@@ -25,6 +25,7 @@ pub mod config;
 pub mod engine;
 pub mod idempotency;
 pub mod message;
+pub mod metrics;
 pub mod ports;
 pub mod ticket;
 pub mod view;

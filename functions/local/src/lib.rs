@@ -54,6 +54,7 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
         queue: parts.queue,
         health,
         clock: parts.clock,
+        metrics: Arc::new(failover_core::metrics::LogMetrics),
     };
     let engine = Arc::new(Engine::new(policy.clone(), deps.clone()));
     let notifiers = Notifiers {

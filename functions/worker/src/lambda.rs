@@ -91,7 +91,7 @@ pub async fn run() -> Result<(), Error> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let ports = ports(&settings, &policy).await?;
+    let ports = ports(&settings, &policy, "worker").await?;
     let topic = ports.topic.ok_or("TOPIC_ARN must be set for the worker")?;
     let notifiers = Notifiers {
         topic,

@@ -14,6 +14,7 @@ use failover_core::message::QueueMessage;
 use failover_core::ports::{BackendRequest, BackendResponse, Delivery, StoreError};
 use failover_core::ticket::{BackendResult, ErrorKind, Status, Ticket, TicketError};
 use tokio::time::timeout;
+use tracing::Instrument;
 
 use crate::Worker;
 
@@ -61,8 +62,12 @@ impl Worker {
                 return Disposition::DeadLetter(format!("unparseable message: {e}"));
             }
         };
+        // Every line logged for this message carries the ticket id.
         let span = tracing::info_span!("ticket", ticket_id = %msg.ticket_id);
-        let _guard = span.enter();
+        self.handle_ticket(msg).instrument(span).await
+    }
+
+    async fn handle_ticket(&self, msg: QueueMessage) -> Disposition {
         let ticket = match self.deps.tickets.get(&msg.ticket_id).await {
             Ok(Some(t)) => t,
             Ok(None) => {
@@ -178,13 +183,22 @@ impl Worker {
                         .update(&next, claimed.status, claimed.version)
                         .await
                     {
-                        Ok(()) => Disposition::Retry(delay),
+                        Ok(()) => {
+                            self.outcome("retried");
+                            Disposition::Retry(delay)
+                        }
                         Err(e) => store_trouble(e),
                     },
                     Err(_) => Disposition::Retry(SOON),
                 }
             }
         }
+    }
+
+    fn outcome(&self, outcome: &'static str) {
+        self.deps
+            .metrics
+            .record(failover_core::metrics::Metric::WorkerOutcome { outcome });
     }
 
     /// Background outcomes feed the same health signal as sync calls.
@@ -223,6 +237,12 @@ impl Worker {
             return store_trouble(e);
         }
         tracing::info!(status = next.status.as_str(), "ticket finished");
+        self.outcome(match next.error.as_ref().map(|e| e.kind) {
+            None => "succeeded",
+            Some(ErrorKind::Rejected) => "rejected",
+            Some(ErrorKind::Exhausted) => "exhausted",
+            Some(ErrorKind::Expired) => "expired",
+        });
         self.notify(next).await
     }
 }

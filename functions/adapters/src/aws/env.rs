@@ -6,6 +6,7 @@ use std::sync::Arc;
 use failover_core::breaker::Breaker;
 use failover_core::callback::CallbackRules;
 use failover_core::config::ConfigError;
+use failover_core::metrics::Emf;
 use failover_core::ports::SystemClock;
 use failover_core::{Deps, Policy};
 
@@ -21,6 +22,9 @@ pub const AWS_VARIABLES: &[&str] = &[
     "TOPIC_ARN",
     "BACKEND_URL",
 ];
+
+/// The CloudWatch namespace of the EMF metrics (alarms in the template use it).
+pub const METRICS_NAMESPACE: &str = "FailoverGateway";
 
 #[derive(Debug, Clone)]
 pub struct AwsSettings {
@@ -71,7 +75,12 @@ pub struct AwsPorts {
     pub webhooks: Arc<HttpWebhookSender>,
 }
 
-pub async fn ports(settings: &AwsSettings, policy: &Policy) -> Result<AwsPorts, String> {
+/// `service` names the function (`api` or `worker`) in the EMF metrics.
+pub async fn ports(
+    settings: &AwsSettings,
+    policy: &Policy,
+    service: &str,
+) -> Result<AwsPorts, String> {
     let sdk = sdk_config(policy.capture_timeout).await;
     let clock = Arc::new(SystemClock);
     let store = Arc::new(DynamoStore::new(
@@ -101,6 +110,10 @@ pub async fn ports(settings: &AwsSettings, policy: &Policy) -> Result<AwsPorts, 
         queue: queue.clone(),
         health: Arc::new(Breaker::new(policy)),
         clock,
+        metrics: Arc::new(Emf {
+            namespace: METRICS_NAMESPACE.into(),
+            service: service.into(),
+        }),
     };
     Ok(AwsPorts {
         store,

@@ -1,0 +1,117 @@
+//! Metrics: what an operator alarms on.
+//!
+//! The engine and the worker report [`Metric`]s through the [`Metrics`]
+//! port. In Lambda they become CloudWatch Embedded Metric Format lines on
+//! stdout ([`Emf`]), which CloudWatch Logs turns into metrics with no API
+//! call and no extra latency; local mode logs them.
+
+use serde_json::{json, Map, Value};
+
+/// One measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Metric {
+    /// The backend answered in time (2xx-4xx).
+    SyncAnswered { latency_ms: f64 },
+    /// A request went async, with its reason.
+    Failover { reason: &'static str },
+    /// Ticket + message written (the time the 202 waited for).
+    CaptureLatency { ms: f64 },
+    /// A capture failed and the client got 503.
+    CaptureFailed,
+    /// What a worker attempt ended in: succeeded, rejected, exhausted,
+    /// expired or retried.
+    WorkerOutcome { outcome: &'static str },
+    /// The breaker changed state.
+    BreakerTransition { to: &'static str },
+}
+
+pub trait Metrics: Send + Sync {
+    fn record(&self, metric: Metric);
+}
+
+/// Metrics as `tracing` events (local mode, tests).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogMetrics;
+
+impl Metrics for LogMetrics {
+    fn record(&self, metric: Metric) {
+        tracing::debug!(?metric, "metric");
+    }
+}
+
+/// CloudWatch Embedded Metric Format, one JSON line per metric on stdout.
+#[derive(Debug, Clone)]
+pub struct Emf {
+    pub namespace: String,
+    /// The `Service` dimension: `api` or `worker`.
+    pub service: String,
+}
+
+impl Emf {
+    /// The EMF document for one metric at `timestamp_ms`.
+    pub fn document(&self, metric: &Metric, timestamp_ms: i64) -> Value {
+        let (name, unit, value, extra): (&str, &str, f64, Option<(&str, &str)>) = match metric {
+            Metric::SyncAnswered { latency_ms } => {
+                ("SyncLatency", "Milliseconds", *latency_ms, None)
+            }
+            Metric::Failover { reason } => ("Failover", "Count", 1.0, Some(("Reason", reason))),
+            Metric::CaptureLatency { ms } => ("CaptureLatency", "Milliseconds", *ms, None),
+            Metric::CaptureFailed => ("CaptureFailed", "Count", 1.0, None),
+            Metric::WorkerOutcome { outcome } => {
+                ("WorkerOutcome", "Count", 1.0, Some(("Outcome", outcome)))
+            }
+            Metric::BreakerTransition { to } => {
+                ("BreakerTransition", "Count", 1.0, Some(("State", to)))
+            }
+        };
+        let mut dims = vec!["Service"];
+        let mut doc = Map::new();
+        doc.insert("Service".into(), Value::String(self.service.clone()));
+        if let Some((dim, v)) = extra {
+            dims.push(dim);
+            doc.insert(dim.into(), Value::String(v.to_string()));
+        }
+        doc.insert(name.into(), json!(value));
+        doc.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [dims],
+                    "Metrics": [{"Name": name, "Unit": unit}],
+                }],
+            }),
+        );
+        Value::Object(doc)
+    }
+}
+
+impl Metrics for Emf {
+    fn record(&self, metric: Metric) {
+        let now = chrono::Utc::now().timestamp_millis();
+        println!("{}", self.document(&metric, now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_documents_declare_what_they_carry() {
+        let emf = Emf {
+            namespace: "FailoverGateway".into(),
+            service: "api".into(),
+        };
+        let d = emf.document(&Metric::Failover { reason: "timeout" }, 42);
+        assert_eq!(d["Failover"], 1.0);
+        assert_eq!(d["Reason"], "timeout");
+        assert_eq!(d["Service"], "api");
+        let m = &d["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(m["Namespace"], "FailoverGateway");
+        assert_eq!(m["Dimensions"][0], json!(["Service", "Reason"]));
+        assert_eq!(m["Metrics"][0]["Name"], "Failover");
+        assert_eq!(d["_aws"]["Timestamp"], 42);
+    }
+}
