@@ -1,9 +1,9 @@
 //! AWS resources on the emulators, one fresh set per test.
 //!
 //! Tests create their own uniquely named table, queues and topic, so they
-//! run in parallel and never see each other's data. The attributes match
-//! what `infra/` bootstraps and `template.yaml` deploys (key schema, TTL
-//! attribute, redrive policy).
+//! run in parallel and never see each other's data. The attributes are the
+//! ones `template.yaml` deploys (key, TTL attribute, redrive policy); the
+//! template test checks that they agree.
 
 use std::time::Duration;
 
@@ -13,6 +13,11 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
+use failover_adapters::aws::env::{TABLE_KEY, TABLE_TTL_ATTRIBUTE};
+
+/// The redrive limit, as `template.yaml`'s `MaxReceiveCount` default (the
+/// template test checks that they agree).
+pub const MAX_RECEIVE_COUNT: u32 = 100;
 
 pub struct AwsEnv {
     pub sdk: SdkConfig,
@@ -58,7 +63,9 @@ pub async fn fresh() -> AwsEnv {
         .attributes
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .expect("DLQ arn");
-    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"100"}}"#);
+    let redrive = format!(
+        r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#
+    );
     let queue_url = sqs
         .create_queue()
         .queue_name(format!("requests-{suffix}"))
@@ -93,14 +100,14 @@ pub async fn create_table(sdk: &SdkConfig, table: &str) {
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name("pk")
+                .attribute_name(TABLE_KEY)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
                 .expect("attribute"),
         )
         .key_schema(
             KeySchemaElement::builder()
-                .attribute_name("pk")
+                .attribute_name(TABLE_KEY)
                 .key_type(KeyType::Hash)
                 .build()
                 .expect("key"),
@@ -113,7 +120,7 @@ pub async fn create_table(sdk: &SdkConfig, table: &str) {
         .time_to_live_specification(
             TimeToLiveSpecification::builder()
                 .enabled(true)
-                .attribute_name("ttl")
+                .attribute_name(TABLE_TTL_ATTRIBUTE)
                 .build()
                 .expect("ttl"),
         )

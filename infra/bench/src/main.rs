@@ -7,11 +7,14 @@
 //! 2. failover speed: p99 time-to-202 vs the 300 ms deadline with a backend
 //!    that never answers (breaker held closed so every request waits out the
 //!    deadline), plus the breaker-open fast path;
-//! 3. worker drain rate vs raw receive+ack rate of the same SQLite store.
+//! 3. worker drain rate vs raw receive+ack rate of the same SQLite store;
+//! 4. size and cold start of the Lambda binaries vs a minimal `lambda_http`
+//!    function (it builds them first).
 //!
 //! `BENCH_ONLY=1|2|3` runs one part. Only loopback addresses are used; every
 //! loop is bounded in count.
 
+mod lambda;
 mod load;
 
 use std::sync::Arc;
@@ -267,6 +270,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.is_empty() || only == "3" {
         drain().await?;
+    }
+    if only.is_empty() || only == "4" {
+        lambda::run().await?;
     }
     Ok(())
 }

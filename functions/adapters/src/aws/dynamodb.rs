@@ -23,6 +23,7 @@ use aws_sdk_dynamodb::Client;
 use failover_core::ports::{Clock, IdemRecord, IdempotencyStore, StoreError, TicketStore};
 use failover_core::ticket::{Status, Ticket, TicketId};
 
+use super::env::{TABLE_KEY, TABLE_TTL_ATTRIBUTE};
 use super::unavailable;
 
 type Item = HashMap<String, AttributeValue>;
@@ -93,11 +94,11 @@ impl DynamoStore {
 
     fn item(pk: String, version: u64, doc: String, purge: i64) -> Item {
         HashMap::from([
-            ("pk".to_string(), s(pk)),
+            (TABLE_KEY.to_string(), s(pk)),
             ("version".to_string(), n(version)),
             ("doc".to_string(), s(doc)),
             ("purge_ms".to_string(), n(purge)),
-            ("ttl".to_string(), n(purge.div_euclid(1000))),
+            (TABLE_TTL_ATTRIBUTE.to_string(), n(purge.div_euclid(1000))),
         ])
     }
 
@@ -126,7 +127,7 @@ impl DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(pk))
+            .key(TABLE_KEY, s(pk))
             .consistent_read(true)
             .send()
             .await
@@ -139,7 +140,7 @@ impl DynamoStore {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(pk))
+            .key(TABLE_KEY, s(pk))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", n(expected_version))
             .send()

@@ -21,7 +21,13 @@ pub const AWS_VARIABLES: &[&str] = &[
     "DLQ_URL",
     "TOPIC_ARN",
     "BACKEND_URL",
+    "WORKER_CONCURRENCY",
 ];
+
+/// The table's key attribute and TTL attribute (the template and the
+/// emulator bootstrap must use the same).
+pub const TABLE_KEY: &str = "pk";
+pub const TABLE_TTL_ATTRIBUTE: &str = "ttl";
 
 /// The CloudWatch namespace of the EMF metrics (alarms in the template use it).
 pub const METRICS_NAMESPACE: &str = "FailoverGateway";

@@ -1,0 +1,256 @@
+//! `template.yaml` checked against the code and the invariants that keep
+//! requests from being lost in production (cfn-lint misses most of these).
+
+use std::collections::BTreeSet;
+
+use failover_adapters::aws::env::{AWS_VARIABLES, TABLE_KEY, TABLE_TTL_ATTRIBUTE};
+use failover_core::config::POLICY_VARIABLES;
+use failover_core::Policy;
+use serde_yaml::Value;
+
+const TEMPLATE: &str = include_str!("../../template.yaml");
+
+fn template() -> Value {
+    serde_yaml::from_str(TEMPLATE).expect("template.yaml is YAML")
+}
+
+fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(v, |v, k| &v[*k])
+}
+
+fn num(v: &Value) -> f64 {
+    match v {
+        Value::Number(n) => n.as_f64().expect("number"),
+        Value::String(s) => s.parse().expect("numeric string"),
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+fn tag<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    match v {
+        Value::Tagged(t) if t.tag == name => Some(&t.value),
+        _ => None,
+    }
+}
+
+fn param(t: &Value, name: &str, key: &str) -> f64 {
+    num(at(t, &["Parameters", name, key]))
+}
+
+fn function(t: &Value, name: &str) -> Value {
+    at(t, &["Resources", name]).clone()
+}
+
+#[test]
+fn functions_are_rust_on_arm64_built_by_cargo_lambda() {
+    let t = template();
+    assert_eq!(t["Transform"], "AWS::Serverless-2016-10-31");
+    let g = at(&t, &["Globals", "Function"]);
+    assert_eq!(g["Runtime"], "provided.al2023");
+    assert_eq!(g["Handler"], "bootstrap");
+    assert_eq!(g["Architectures"][0], "arm64");
+    for (name, binary, manifest) in [
+        ("ApiFunction", "api", include_str!("../../functions/api/Cargo.toml")),
+        ("WorkerFunction", "worker", include_str!("../../functions/worker/Cargo.toml")),
+    ] {
+        let f = function(&t, name);
+        assert_eq!(f["Type"], "AWS::Serverless::Function");
+        assert_eq!(at(&f, &["Metadata", "BuildMethod"]), "rust-cargolambda");
+        assert_eq!(at(&f, &["Metadata", "BuildProperties", "Binary"]), binary);
+        assert!(
+            manifest.contains(&format!("name = \"{binary}\"")),
+            "{name} builds binary {binary}, which its crate must define"
+        );
+    }
+}
+
+#[test]
+fn timeouts_leave_room_for_the_deadlines() {
+    let t = template();
+    let api = num(at(&t, &["Resources", "ApiFunction", "Properties", "Timeout"])) * 1000.0;
+    let worker = num(at(&t, &["Resources", "WorkerFunction", "Properties", "Timeout"])) * 1000.0;
+    let capture = param(&t, "CaptureTimeoutMs", "MaxValue");
+    // The API function: the longest sync attempt plus both capture writes.
+    assert!(api >= param(&t, "SyncDeadlineMs", "MaxValue") + 2.0 * capture + 500.0);
+    // API Gateway gives up after 30 s: the function must answer before.
+    assert!(api <= 29_000.0);
+    let integration = num(at(&t, &["Resources", "ApiIntegration", "Properties", "TimeoutInMillis"]));
+    assert!(integration > api);
+    // The worker: one attempt, one webhook, the writes around them.
+    assert!(
+        worker
+            >= param(&t, "WorkerDeadlineMs", "MaxValue")
+                + param(&t, "WebhookTimeoutMs", "MaxValue")
+                + 4.0 * capture
+                + 1000.0
+    );
+    // SQS must not hand a message to a second worker while the first runs.
+    let visibility = num(at(&t, &["Resources", "RequestQueue", "Properties", "VisibilityTimeout"]));
+    assert!(visibility * 1000.0 >= 6.0 * worker, "visibility >= 6x worker timeout");
+}
+
+#[test]
+fn the_queue_redrives_to_a_dlq_only_after_every_attempt_had_its_chance() {
+    let t = template();
+    let redrive = at(&t, &["Resources", "RequestQueue", "Properties", "RedrivePolicy"]);
+    let target = tag(&redrive["deadLetterTargetArn"], "!GetAtt").expect("GetAtt");
+    assert_eq!(target, "RequestDeadLetterQueue.Arn");
+    assert_eq!(tag(&redrive["maxReceiveCount"], "!Ref").expect("Ref"), "MaxReceiveCount");
+    // Every attempt and every notification retry is one receive.
+    assert!(
+        param(&t, "MaxReceiveCount", "MinValue")
+            > param(&t, "MaxAttempts", "MaxValue") + param(&t, "WebhookMaxAttempts", "MaxValue")
+    );
+    // The emulator bootstrap of the tests uses the same limit.
+    assert_eq!(
+        param(&t, "MaxReceiveCount", "Default") as u32,
+        failover_tests::aws::MAX_RECEIVE_COUNT
+    );
+    let event = at(
+        &t,
+        &["Resources", "WorkerFunction", "Properties", "Events", "Requests", "Properties"],
+    );
+    assert_eq!(event["FunctionResponseTypes"][0], "ReportBatchItemFailures");
+    assert!(!event["ScalingConfig"]["MaximumConcurrency"].is_null());
+    assert_eq!(tag(&event["Queue"], "!GetAtt").expect("GetAtt"), "RequestQueue.Arn");
+}
+
+#[test]
+fn the_table_matches_the_adapter() {
+    let t = template();
+    let p = at(&t, &["Resources", "TicketTable", "Properties"]);
+    assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(p["KeySchema"][0]["AttributeName"], TABLE_KEY);
+    assert_eq!(p["KeySchema"][0]["KeyType"], "HASH");
+    assert_eq!(p["TimeToLiveSpecification"]["AttributeName"], TABLE_TTL_ATTRIBUTE);
+    assert_eq!(p["TimeToLiveSpecification"]["Enabled"], true);
+    assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true);
+    assert_eq!(p["SSESpecification"]["SSEEnabled"], true);
+}
+
+#[test]
+fn environment_variables_are_exactly_what_the_code_reads() {
+    let t = template();
+    let mut set: BTreeSet<String> = BTreeSet::new();
+    let globals = at(&t, &["Globals", "Function", "Environment", "Variables"]);
+    let worker = at(
+        &t,
+        &["Resources", "WorkerFunction", "Properties", "Environment", "Variables"],
+    );
+    for vars in [globals, worker] {
+        for k in vars.as_mapping().expect("variables").keys() {
+            set.insert(k.as_str().expect("name").to_string());
+        }
+    }
+    let read: BTreeSet<String> = POLICY_VARIABLES
+        .iter()
+        .chain(AWS_VARIABLES)
+        .map(|s| s.to_string())
+        .collect();
+    let unknown: Vec<_> = set.difference(&read).collect();
+    assert!(unknown.is_empty(), "set but never read: {unknown:?}");
+    // Everything the code reads is set, except local development's switch.
+    let missing: Vec<_> = read
+        .difference(&set)
+        .filter(|v| *v != "CALLBACK_ALLOW_LOOPBACK")
+        .collect();
+    assert!(missing.is_empty(), "read but not set: {missing:?}");
+    // The secret comes from Secrets Manager, never a plain parameter.
+    let secret = tag(&globals["WEBHOOK_SECRET"], "!Sub").expect("Sub");
+    assert!(secret.as_str().unwrap().starts_with("{{resolve:secretsmanager:"));
+    assert!(at(&t, &["Parameters", "WebhookSecretName", "Default"]).is_null());
+}
+
+#[test]
+fn parameter_defaults_are_the_contracts() {
+    let t = template();
+    let p = Policy::default();
+    let ms = |d: std::time::Duration| d.as_millis() as f64;
+    for (name, expected) in [
+        ("SyncDeadlineMs", ms(p.sync_deadline)),
+        ("ErrorRateThreshold", p.error_rate_threshold),
+        ("SlowCallMs", ms(p.slow_call)),
+        ("SlowRateThreshold", p.slow_rate_threshold),
+        ("BreakerWindowS", p.breaker_window.as_secs() as f64),
+        ("BreakerMinCalls", p.breaker_min_calls as f64),
+        ("BreakerOpenMs", ms(p.breaker_open)),
+        ("BreakerOpenMaxMs", ms(p.breaker_open_max)),
+        ("BreakerCloseAfter", p.breaker_close_after as f64),
+        ("SyncMaxInflight", p.sync_max_inflight as f64),
+        ("WorkerDeadlineMs", ms(p.worker_deadline)),
+        ("MaxAttempts", p.max_attempts as f64),
+        ("MaxBodyBytes", p.max_body_bytes as f64),
+        ("TicketTtlSeconds", p.ticket_ttl.as_secs() as f64),
+        ("CaptureTimeoutMs", ms(p.capture_timeout)),
+        ("RetryBaseMs", ms(p.retry_base)),
+        ("RetryMaxMs", ms(p.retry_max)),
+        ("WebhookMaxAttempts", p.webhook_max_attempts as f64),
+        ("WebhookTimeoutMs", ms(p.webhook_timeout)),
+    ] {
+        let default = param(&t, name, "Default");
+        assert_eq!(default, expected, "{name}");
+        let param_def = at(&t, &["Parameters", name]);
+        if !param_def["MinValue"].is_null() {
+            assert!(default >= num(&param_def["MinValue"]), "{name} below MinValue");
+        }
+        if !param_def["MaxValue"].is_null() {
+            assert!(default <= num(&param_def["MaxValue"]), "{name} above MaxValue");
+        }
+    }
+    assert_eq!(at(&t, &["Parameters", "ForceMode", "Default"]), "auto");
+}
+
+/// Every `!Ref`, `!GetAtt` and `${...}` names something that exists.
+#[test]
+fn every_reference_resolves() {
+    let t = template();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for section in ["Parameters", "Resources"] {
+        for k in t[section].as_mapping().expect("section").keys() {
+            names.insert(k.as_str().expect("name").to_string());
+        }
+    }
+    let conditions: BTreeSet<String> = t["Conditions"]
+        .as_mapping()
+        .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let mut problems = Vec::new();
+    walk(&t, &mut |v| {
+        let check = |name: &str, problems: &mut Vec<String>| {
+            let base = name.split('.').next().unwrap_or(name);
+            if !base.starts_with("AWS::") && !names.contains(base) {
+                problems.push(name.to_string());
+            }
+        };
+        if let Some(Value::String(r)) = tag(v, "!Ref") {
+            check(r, &mut problems);
+        }
+        if let Some(Value::String(g)) = tag(v, "!GetAtt") {
+            check(g, &mut problems);
+        }
+        if let Some(Value::String(s)) = tag(v, "!Sub") {
+            for part in s.split("${").skip(1) {
+                let name = part.split('}').next().unwrap_or("");
+                check(name, &mut problems);
+            }
+        }
+        if let Some(Value::Sequence(args)) = tag(v, "!If") {
+            if let Some(Value::String(c)) = args.first() {
+                if !conditions.contains(c) {
+                    problems.push(format!("condition {c}"));
+                }
+            }
+        }
+    });
+    assert!(problems.is_empty(), "dangling references: {problems:?}");
+}
+
+fn walk(v: &Value, f: &mut dyn FnMut(&Value)) {
+    f(v);
+    match v {
+        Value::Mapping(m) => m.values().for_each(|x| walk(x, f)),
+        Value::Sequence(s) => s.iter().for_each(|x| walk(x, f)),
+        Value::Tagged(t) => walk(&t.value, f),
+        _ => {}
+    }
+}
