@@ -63,9 +63,8 @@ pub async fn fresh() -> AwsEnv {
         .attributes
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .expect("DLQ arn");
-    let redrive = format!(
-        r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#
-    );
+    let redrive =
+        format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#);
     let queue_url = sqs
         .create_queue()
         .queue_name(format!("requests-{suffix}"))

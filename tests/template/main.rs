@@ -50,8 +50,16 @@ fn functions_are_rust_on_arm64_built_by_cargo_lambda() {
     assert_eq!(g["Handler"], "bootstrap");
     assert_eq!(g["Architectures"][0], "arm64");
     for (name, binary, manifest) in [
-        ("ApiFunction", "api", include_str!("../../functions/api/Cargo.toml")),
-        ("WorkerFunction", "worker", include_str!("../../functions/worker/Cargo.toml")),
+        (
+            "ApiFunction",
+            "api",
+            include_str!("../../functions/api/Cargo.toml"),
+        ),
+        (
+            "WorkerFunction",
+            "worker",
+            include_str!("../../functions/worker/Cargo.toml"),
+        ),
     ] {
         let f = function(&t, name);
         assert_eq!(f["Type"], "AWS::Serverless::Function");
@@ -67,14 +75,28 @@ fn functions_are_rust_on_arm64_built_by_cargo_lambda() {
 #[test]
 fn timeouts_leave_room_for_the_deadlines() {
     let t = template();
-    let api = num(at(&t, &["Resources", "ApiFunction", "Properties", "Timeout"])) * 1000.0;
-    let worker = num(at(&t, &["Resources", "WorkerFunction", "Properties", "Timeout"])) * 1000.0;
+    let api = num(at(
+        &t,
+        &["Resources", "ApiFunction", "Properties", "Timeout"],
+    )) * 1000.0;
+    let worker = num(at(
+        &t,
+        &["Resources", "WorkerFunction", "Properties", "Timeout"],
+    )) * 1000.0;
     let capture = param(&t, "CaptureTimeoutMs", "MaxValue");
     // The API function: the longest sync attempt plus both capture writes.
     assert!(api >= param(&t, "SyncDeadlineMs", "MaxValue") + 2.0 * capture + 500.0);
     // API Gateway gives up after 30 s: the function must answer before.
     assert!(api <= 29_000.0);
-    let integration = num(at(&t, &["Resources", "ApiIntegration", "Properties", "TimeoutInMillis"]));
+    let integration = num(at(
+        &t,
+        &[
+            "Resources",
+            "ApiIntegration",
+            "Properties",
+            "TimeoutInMillis",
+        ],
+    ));
     assert!(integration > api);
     // The worker: one attempt, one webhook, the writes around them.
     assert!(
@@ -85,17 +107,34 @@ fn timeouts_leave_room_for_the_deadlines() {
                 + 1000.0
     );
     // SQS must not hand a message to a second worker while the first runs.
-    let visibility = num(at(&t, &["Resources", "RequestQueue", "Properties", "VisibilityTimeout"]));
-    assert!(visibility * 1000.0 >= 6.0 * worker, "visibility >= 6x worker timeout");
+    let visibility = num(at(
+        &t,
+        &[
+            "Resources",
+            "RequestQueue",
+            "Properties",
+            "VisibilityTimeout",
+        ],
+    ));
+    assert!(
+        visibility * 1000.0 >= 6.0 * worker,
+        "visibility >= 6x worker timeout"
+    );
 }
 
 #[test]
 fn the_queue_redrives_to_a_dlq_only_after_every_attempt_had_its_chance() {
     let t = template();
-    let redrive = at(&t, &["Resources", "RequestQueue", "Properties", "RedrivePolicy"]);
+    let redrive = at(
+        &t,
+        &["Resources", "RequestQueue", "Properties", "RedrivePolicy"],
+    );
     let target = tag(&redrive["deadLetterTargetArn"], "!GetAtt").expect("GetAtt");
     assert_eq!(target, "RequestDeadLetterQueue.Arn");
-    assert_eq!(tag(&redrive["maxReceiveCount"], "!Ref").expect("Ref"), "MaxReceiveCount");
+    assert_eq!(
+        tag(&redrive["maxReceiveCount"], "!Ref").expect("Ref"),
+        "MaxReceiveCount"
+    );
     // Every attempt and every notification retry is one receive.
     assert!(
         param(&t, "MaxReceiveCount", "MinValue")
@@ -108,11 +147,21 @@ fn the_queue_redrives_to_a_dlq_only_after_every_attempt_had_its_chance() {
     );
     let event = at(
         &t,
-        &["Resources", "WorkerFunction", "Properties", "Events", "Requests", "Properties"],
+        &[
+            "Resources",
+            "WorkerFunction",
+            "Properties",
+            "Events",
+            "Requests",
+            "Properties",
+        ],
     );
     assert_eq!(event["FunctionResponseTypes"][0], "ReportBatchItemFailures");
     assert!(!event["ScalingConfig"]["MaximumConcurrency"].is_null());
-    assert_eq!(tag(&event["Queue"], "!GetAtt").expect("GetAtt"), "RequestQueue.Arn");
+    assert_eq!(
+        tag(&event["Queue"], "!GetAtt").expect("GetAtt"),
+        "RequestQueue.Arn"
+    );
 }
 
 #[test]
@@ -122,9 +171,15 @@ fn the_table_matches_the_adapter() {
     assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
     assert_eq!(p["KeySchema"][0]["AttributeName"], TABLE_KEY);
     assert_eq!(p["KeySchema"][0]["KeyType"], "HASH");
-    assert_eq!(p["TimeToLiveSpecification"]["AttributeName"], TABLE_TTL_ATTRIBUTE);
+    assert_eq!(
+        p["TimeToLiveSpecification"]["AttributeName"],
+        TABLE_TTL_ATTRIBUTE
+    );
     assert_eq!(p["TimeToLiveSpecification"]["Enabled"], true);
-    assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true);
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
     assert_eq!(p["SSESpecification"]["SSEEnabled"], true);
 }
 
@@ -135,7 +190,13 @@ fn environment_variables_are_exactly_what_the_code_reads() {
     let globals = at(&t, &["Globals", "Function", "Environment", "Variables"]);
     let worker = at(
         &t,
-        &["Resources", "WorkerFunction", "Properties", "Environment", "Variables"],
+        &[
+            "Resources",
+            "WorkerFunction",
+            "Properties",
+            "Environment",
+            "Variables",
+        ],
     );
     for vars in [globals, worker] {
         for k in vars.as_mapping().expect("variables").keys() {
@@ -157,7 +218,10 @@ fn environment_variables_are_exactly_what_the_code_reads() {
     assert!(missing.is_empty(), "read but not set: {missing:?}");
     // The secret comes from Secrets Manager, never a plain parameter.
     let secret = tag(&globals["WEBHOOK_SECRET"], "!Sub").expect("Sub");
-    assert!(secret.as_str().unwrap().starts_with("{{resolve:secretsmanager:"));
+    assert!(secret
+        .as_str()
+        .unwrap()
+        .starts_with("{{resolve:secretsmanager:"));
     assert!(at(&t, &["Parameters", "WebhookSecretName", "Default"]).is_null());
 }
 
@@ -191,10 +255,16 @@ fn parameter_defaults_are_the_contracts() {
         assert_eq!(default, expected, "{name}");
         let param_def = at(&t, &["Parameters", name]);
         if !param_def["MinValue"].is_null() {
-            assert!(default >= num(&param_def["MinValue"]), "{name} below MinValue");
+            assert!(
+                default >= num(&param_def["MinValue"]),
+                "{name} below MinValue"
+            );
         }
         if !param_def["MaxValue"].is_null() {
-            assert!(default <= num(&param_def["MaxValue"]), "{name} above MaxValue");
+            assert!(
+                default <= num(&param_def["MaxValue"]),
+                "{name} above MaxValue"
+            );
         }
     }
     assert_eq!(at(&t, &["Parameters", "ForceMode", "Default"]), "auto");
@@ -212,7 +282,11 @@ fn every_reference_resolves() {
     }
     let conditions: BTreeSet<String> = t["Conditions"]
         .as_mapping()
-        .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let mut problems = Vec::new();
     walk(&t, &mut |v| {

@@ -53,8 +53,14 @@ fn build() -> anyhow::Result<()> {
 async fn cold_start(binary: &Path, event: serde_json::Value) -> anyhow::Result<Duration> {
     let env = [
         ("TABLE_NAME", "bench".to_string()),
-        ("QUEUE_URL", "http://127.0.0.1:9/000000000000/bench".to_string()),
-        ("TOPIC_ARN", "arn:aws:sns:us-east-1:000000000000:bench".to_string()),
+        (
+            "QUEUE_URL",
+            "http://127.0.0.1:9/000000000000/bench".to_string(),
+        ),
+        (
+            "TOPIC_ARN",
+            "arn:aws:sns:us-east-1:000000000000:bench".to_string(),
+        ),
         ("BACKEND_URL", "http://127.0.0.1:9/".to_string()),
         ("AWS_REGION", "us-east-1".to_string()),
         ("AWS_ACCESS_KEY_ID", "bench".to_string()),
@@ -81,9 +87,16 @@ async fn cold_start(binary: &Path, event: serde_json::Value) -> anyhow::Result<D
 pub async fn run() -> anyhow::Result<()> {
     build()?;
     let dir = target_dir();
-    let (api, worker, hello) = (dir.join("api"), dir.join("worker"), dir.join("hello-lambda"));
+    let (api, worker, hello) = (
+        dir.join("api"),
+        dir.join("worker"),
+        dir.join("hello-lambda"),
+    );
     let size = |p: &Path| -> anyhow::Result<f64> {
-        Ok(std::fs::metadata(p).with_context(|| p.display().to_string())?.len() as f64 / 1_048_576.0)
+        Ok(std::fs::metadata(p)
+            .with_context(|| p.display().to_string())?
+            .len() as f64
+            / 1_048_576.0)
     };
     let (sa, sw, sh) = (size(&api)?, size(&worker)?, size(&hello)?);
     let not_found = events::http_api("GET", "/bench/not-found", "", &[], None);
@@ -94,9 +107,22 @@ pub async fn run() -> anyhow::Result<()> {
     println!("## 4. Lambda binaries (release profile, stripped; cold start = median of {RUNS} execs to first answer)");
     println!("| binary | size MiB | size ratio | cold start ms | cold start ratio |");
     println!("|---|---|---|---|---|");
-    println!("| hello-lambda (reference) | {sh:.2} | 1.00 | {:.1} | 1.00 |", ms(ch));
-    println!("| api | {sa:.2} | {:.2} | {:.1} | {:.2} |", sa / sh, ms(ca), ms(ca) / ms(ch));
-    println!("| worker | {sw:.2} | {:.2} | {:.1} | {:.2} |", sw / sh, ms(cw), ms(cw) / ms(ch));
+    println!(
+        "| hello-lambda (reference) | {sh:.2} | 1.00 | {:.1} | 1.00 |",
+        ms(ch)
+    );
+    println!(
+        "| api | {sa:.2} | {:.2} | {:.1} | {:.2} |",
+        sa / sh,
+        ms(ca),
+        ms(ca) / ms(ch)
+    );
+    println!(
+        "| worker | {sw:.2} | {:.2} | {:.1} | {:.2} |",
+        sw / sh,
+        ms(cw),
+        ms(cw) / ms(ch)
+    );
     println!("targets: size <= 8x, cold start <= 3x\n");
     Ok(())
 }
