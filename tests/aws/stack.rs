@@ -47,6 +47,7 @@ pub fn function_env(env: &AwsEnv, backend: &str) -> Vec<(&'static str, String)> 
 
 pub const API_BIN: &str = env!("CARGO_BIN_EXE_lambda-api-under-test");
 pub const WORKER_BIN: &str = env!("CARGO_BIN_EXE_lambda-worker-under-test");
+pub const SWEEPER_BIN: &str = env!("CARGO_BIN_EXE_lambda-sweeper-under-test");
 
 impl Stack {
     pub async fn start() -> Self {

@@ -323,3 +323,43 @@ async fn a_ticket_past_its_ttl_fails_as_expired() {
     assert_eq!(t.result.unwrap().status_code, 503);
     assert_eq!(w.store.published().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_sweeper_re_enqueues_a_ticket_whose_message_was_lost() {
+    use failover_core::ticket::{CapturedRequest, Ticket, TicketId};
+    let w = world(policy(), Step::Answer(200, Duration::from_millis(5)));
+    // A ticket written without its message (the process died in between).
+    let now = w.engine.deps().clock.now_ms();
+    let req = CapturedRequest {
+        body: "{}".into(),
+        content_type: "application/json".into(),
+        request_id: "r".into(),
+        callback_url: None,
+    };
+    let orphan = Ticket::new(TicketId::new(), Reason::Timeout, req, now, 3_600_000);
+    w.store.create(&orphan).await.unwrap();
+    let grace = failover_worker::sweeper::GRACE;
+    assert_eq!(w.worker.sweep(grace).await.unwrap(), 0, "not overdue yet");
+    advance(grace + Duration::from_secs(1)).await;
+    assert_eq!(w.worker.sweep(grace).await.unwrap(), 1);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.worker.clone().run(2, async move {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = w.store.get(&orphan.id).await.unwrap().unwrap();
+        if t.status == Status::Succeeded {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never processed: {t:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    let _ = run.await;
+    assert_eq!(
+        w.worker.sweep(grace).await.unwrap(),
+        0,
+        "terminal: nothing to sweep"
+    );
+}

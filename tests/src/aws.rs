@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use failover_adapters::aws::env::{TABLE_KEY, TABLE_TTL_ATTRIBUTE};
+use failover_adapters::aws::env::{
+    OVERDUE_DUE, OVERDUE_INDEX, OVERDUE_SHARD, TABLE_KEY, TABLE_TTL_ATTRIBUTE,
+};
 
 /// The redrive limit, as `template.yaml`'s `MaxReceiveCount` default (the
 /// template test checks that they agree).
@@ -92,25 +94,44 @@ pub async fn fresh() -> AwsEnv {
     }
 }
 
+fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()
+        .expect("attribute")
+}
+
+fn key(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .expect("key")
+}
+
 pub async fn create_table(sdk: &SdkConfig, table: &str) {
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let overdue = GlobalSecondaryIndex::builder()
+        .index_name(OVERDUE_INDEX)
+        .key_schema(key(OVERDUE_SHARD, KeyType::Hash))
+        .key_schema(key(OVERDUE_DUE, KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes("purge_ms")
+                .build(),
+        )
+        .build()
+        .expect("index");
     ddb.create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(TABLE_KEY)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(TABLE_KEY)
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
+        .attribute_definitions(attribute(TABLE_KEY, ScalarAttributeType::S))
+        .attribute_definitions(attribute(OVERDUE_SHARD, ScalarAttributeType::S))
+        .attribute_definitions(attribute(OVERDUE_DUE, ScalarAttributeType::N))
+        .key_schema(key(TABLE_KEY, KeyType::Hash))
+        .global_secondary_indexes(overdue)
         .send()
         .await
         .expect("create table");

@@ -94,6 +94,47 @@ pub async fn ticket_store(store: Arc<dyn TicketStore>) {
     old.expires_at = now() - failover_core::ticket::RETENTION_AFTER_EXPIRY_MS - 1000;
     store.create(&old).await.unwrap();
     assert_eq!(store.get(&old.id).await.unwrap(), None, "purged ticket");
+
+    // The sweeper's view: non-terminal tickets whose due time has passed.
+    let mut waiting = sample_ticket();
+    waiting.created_at = now() - 60_000;
+    store.create(&waiting).await.unwrap();
+    let finished = sample_ticket()
+        .claim(now(), now() + 1)
+        .unwrap()
+        .succeed(
+            now(),
+            failover_core::ticket::BackendResult {
+                status_code: 200,
+                body: "{}".into(),
+                content_type: None,
+            },
+        )
+        .unwrap();
+    let mut finished = finished;
+    finished.created_at = now() - 60_000;
+    store.create(&finished).await.unwrap();
+    let due = store.overdue(now() - 1000, 1000).await.unwrap();
+    assert!(due.contains(&waiting.id), "a queued ticket long due");
+    assert!(
+        !due.contains(&finished.id),
+        "terminal tickets are never due"
+    );
+    assert!(
+        !due.contains(&racer.id),
+        "a ticket under a live lease is not due"
+    );
+    assert!(!due.contains(&old.id), "purged tickets are gone");
+    let earlier = store.overdue(waiting.created_at, 1000).await.unwrap();
+    assert!(!earlier.contains(&waiting.id), "strictly before");
+    // Once it moves on, it leaves the index (or moves in it).
+    let claimed = waiting.claim(now(), now() + 60_000).unwrap();
+    store.update(&claimed, Status::Queued, 1).await.unwrap();
+    let due = store.overdue(now() - 1000, 1000).await.unwrap();
+    assert!(
+        !due.contains(&waiting.id),
+        "claimed: due when its lease ends"
+    );
 }
 
 fn record(key: &str, version: u64, expires_at: i64) -> IdemRecord {

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use failover_adapters::aws::env::{AWS_VARIABLES, TABLE_KEY, TABLE_TTL_ATTRIBUTE};
+use failover_adapters::aws::env::{
+    AWS_VARIABLES, OVERDUE_DUE, OVERDUE_INDEX, OVERDUE_SHARD, TABLE_KEY, TABLE_TTL_ATTRIBUTE,
+};
 use failover_core::config::POLICY_VARIABLES;
 use failover_core::Policy;
 use serde_yaml::Value;
@@ -181,6 +183,11 @@ fn the_table_matches_the_adapter() {
         true
     );
     assert_eq!(p["SSESpecification"]["SSEEnabled"], true);
+    let index = &p["GlobalSecondaryIndexes"][0];
+    assert_eq!(index["IndexName"], OVERDUE_INDEX);
+    assert_eq!(index["KeySchema"][0]["AttributeName"], OVERDUE_SHARD);
+    assert_eq!(index["KeySchema"][1]["AttributeName"], OVERDUE_DUE);
+    assert_eq!(index["Projection"]["NonKeyAttributes"][0], "purge_ms");
 }
 
 #[test]

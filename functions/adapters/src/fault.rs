@@ -104,6 +104,14 @@ impl<S: TicketStore> TicketStore for Faulty<S> {
             .map_err(store)?;
         self.inner.delete(id, v).await
     }
+
+    async fn overdue(&self, before: i64, limit: usize) -> Result<Vec<TicketId>, StoreError> {
+        let f = &self.faults;
+        f.enter(&f.ticket_reads, "ticket scan")
+            .await
+            .map_err(store)?;
+        self.inner.overdue(before, limit).await
+    }
 }
 
 #[async_trait]

@@ -114,6 +114,18 @@ impl TicketStore for MemoryStore {
         }
     }
 
+    async fn overdue(&self, before: i64, limit: usize) -> Result<Vec<TicketId>, StoreError> {
+        let now = self.clock.now_ms();
+        Ok(self
+            .lock()
+            .tickets
+            .values()
+            .filter(|t| t.purge_at() > now && t.due_at().is_some_and(|d| d < before))
+            .take(limit)
+            .map(|t| t.id)
+            .collect())
+    }
+
     async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {
         let mut s = self.lock();
         match s.tickets.get(id) {

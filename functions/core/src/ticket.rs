@@ -335,6 +335,18 @@ impl Ticket {
         t
     }
 
+    /// When a live worker should next act on this non-terminal ticket: its
+    /// next attempt, the end of its lease, or (never tried) its creation.
+    /// `None` once terminal. The sweeper re-enqueues tickets whose due time
+    /// is long past: their message was lost.
+    pub fn due_at(&self) -> Option<i64> {
+        match self.status {
+            Status::Queued => Some(self.next_attempt_at.unwrap_or(self.created_at)),
+            Status::Processing => Some(self.lease_until.unwrap_or(self.updated_at)),
+            Status::Succeeded | Status::Failed => None,
+        }
+    }
+
     /// When stores drop the ticket: a day after it expired, so that a
     /// client can still read `failed/expired` (DynamoDB's TTL attribute).
     pub fn purge_at(&self) -> i64 {

@@ -84,6 +84,21 @@ pub async fn serve(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let sweeper = worker.clone();
+    let mut sweep_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        // Every minute, until shutdown: re-enqueue tickets whose message
+        // was lost (e.g. a kill -9 between the ticket and the message).
+        loop {
+            if let Err(e) = sweeper.sweep(failover_worker::sweeper::GRACE).await {
+                tracing::warn!(error = %e, "sweep failed");
+            }
+            tokio::select! {
+                _ = sweep_stop.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            }
+        }
+    });
     let worker_task = tokio::spawn(worker.run(worker_concurrency, stopped(stop_rx.clone())));
     tokio::spawn(async move {
         shutdown.await;

@@ -1,4 +1,5 @@
-//! AWS mode for the worker: the SQS-triggered Lambda function.
+//! AWS mode for the worker: the SQS-triggered Lambda function, and the
+//! scheduled sweeper.
 //!
 //! Each record of the batch goes through the same [`Worker::handle`] as in
 //! local mode, at most `WORKER_CONCURRENCY` (default 10) at once, and only
@@ -83,26 +84,46 @@ fn time_left(deadline_ms: u64) -> Duration {
     Duration::from_millis(deadline_ms.saturating_sub(now))
 }
 
-pub async fn run() -> Result<(), Error> {
+/// The worker over AWS ports, built once per instance (no network call).
+async fn aws_worker(service: &str) -> Result<Arc<Worker>, Error> {
     init_json_tracing();
     let policy = Arc::new(Policy::from_env(Policy::default())?);
     let settings = AwsSettings::from_env()?;
-    let concurrency = std::env::var("WORKER_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let ports = ports(&settings, &policy, "worker").await?;
+    let ports = ports(&settings, &policy, service).await?;
     let topic = ports.topic.ok_or("TOPIC_ARN must be set for the worker")?;
     let notifiers = Notifiers {
         topic,
         webhooks: ports.webhooks,
     };
-    let worker = Arc::new(Worker::new(policy, ports.deps, notifiers));
+    Ok(Arc::new(Worker::new(policy, ports.deps, notifiers)))
+}
+
+/// The `worker` function: SQS batches.
+pub async fn run() -> Result<(), Error> {
+    let worker = aws_worker("worker").await?;
+    let concurrency = std::env::var("WORKER_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = worker.clone();
         async move {
             let left = time_left(event.context.deadline);
             Ok::<_, Error>(handle_batch(&worker, event.payload, left, concurrency).await)
+        }
+    }))
+    .await
+}
+
+/// The `sweeper` function: on a schedule, re-enqueues tickets whose message
+/// was lost ([`crate::sweeper`]). Answers `{"reenqueued": n}`.
+pub async fn run_sweeper() -> Result<(), Error> {
+    let worker = aws_worker("sweeper").await?;
+    lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
+        let worker = worker.clone();
+        async move {
+            let n = worker.sweep(crate::sweeper::GRACE).await?;
+            Ok::<_, Error>(serde_json::json!({ "reenqueued": n }))
         }
     }))
     .await

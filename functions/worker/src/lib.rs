@@ -12,6 +12,7 @@
 pub mod lambda;
 pub mod notify;
 pub mod process;
+pub mod sweeper;
 
 use std::future::Future;
 use std::sync::Arc;

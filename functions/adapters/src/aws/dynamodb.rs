@@ -23,7 +23,9 @@ use aws_sdk_dynamodb::Client;
 use failover_core::ports::{Clock, IdemRecord, IdempotencyStore, StoreError, TicketStore};
 use failover_core::ticket::{Status, Ticket, TicketId};
 
-use super::env::{TABLE_KEY, TABLE_TTL_ATTRIBUTE};
+use super::env::{
+    OVERDUE_DUE, OVERDUE_INDEX, OVERDUE_SHARD, OVERDUE_SHARDS, TABLE_KEY, TABLE_TTL_ATTRIBUTE,
+};
 use super::unavailable;
 
 type Item = HashMap<String, AttributeValue>;
@@ -105,6 +107,12 @@ impl DynamoStore {
     fn ticket_item(t: &Ticket) -> Result<Item, StoreError> {
         let mut item = Self::item(ticket_key(&t.id), t.version, encode(t)?, t.purge_at());
         item.insert("status".into(), s(t.status.as_str()));
+        // Only non-terminal tickets are in the sweeper's (sparse) index.
+        if let Some(due) = t.due_at() {
+            let shard = t.id.to_string().bytes().map(u32::from).sum::<u32>() % OVERDUE_SHARDS;
+            item.insert(OVERDUE_SHARD.into(), s(shard.to_string()));
+            item.insert(OVERDUE_DUE.into(), n(due));
+        }
         Ok(item)
     }
 
@@ -185,6 +193,44 @@ impl TicketStore for DynamoStore {
 
     async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {
         self.delete_at(ticket_key(id), expected_version).await
+    }
+
+    async fn overdue(&self, before: i64, limit: usize) -> Result<Vec<TicketId>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut found = Vec::new();
+        for shard in 0..OVERDUE_SHARDS {
+            let mut pages = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OVERDUE_INDEX)
+                .key_condition_expression("#s = :s AND #d < :b")
+                .expression_attribute_names("#s", OVERDUE_SHARD)
+                .expression_attribute_names("#d", OVERDUE_DUE)
+                .expression_attribute_values(":s", s(shard.to_string()))
+                .expression_attribute_values(":b", n(before))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                let item = item.map_err(unavailable)?;
+                if purge_ms(&item) <= now {
+                    continue;
+                }
+                let id = item
+                    .get(TABLE_KEY)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("T#"))
+                    .and_then(|id| id.parse().ok());
+                if let Some(id) = id {
+                    found.push(id);
+                }
+                if found.len() >= limit {
+                    return Ok(found);
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -28,6 +28,12 @@ pub const AWS_VARIABLES: &[&str] = &[
 /// emulator bootstrap must use the same).
 pub const TABLE_KEY: &str = "pk";
 pub const TABLE_TTL_ATTRIBUTE: &str = "ttl";
+/// The sparse index of non-terminal tickets by due time (the sweeper's).
+pub const OVERDUE_INDEX: &str = "overdue";
+pub const OVERDUE_SHARD: &str = "due_shard";
+pub const OVERDUE_DUE: &str = "due_ms";
+/// Shards of that index, so that no single partition takes every write.
+pub const OVERDUE_SHARDS: u32 = 8;
 
 /// The CloudWatch namespace of the EMF metrics (alarms in the template use it).
 pub const METRICS_NAMESPACE: &str = "FailoverGateway";

@@ -32,8 +32,10 @@ CREATE TABLE IF NOT EXISTS tickets (
     status TEXT NOT NULL,
     version INTEGER NOT NULL,
     purge_at INTEGER NOT NULL,
+    due_at INTEGER,
     doc TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS tickets_due ON tickets (due_at) WHERE due_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
     version INTEGER NOT NULL,

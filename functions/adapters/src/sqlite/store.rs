@@ -39,11 +39,12 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
 #[async_trait]
 impl TicketStore for SqliteStore {
     async fn create(&self, ticket: &Ticket) -> Result<(), StoreError> {
-        let (id, status, version, purge) = (
+        let (id, status, version, purge, due) = (
             ticket.id.to_string(),
             ticket.status.as_str(),
             ticket.version as i64,
             ticket.purge_at(),
+            ticket.due_at(),
         );
         let doc = encode(ticket)?;
         let now = self.now();
@@ -55,8 +56,9 @@ impl TicketStore for SqliteStore {
             )
             .map_err(unavailable)?;
             match c.execute(
-                "INSERT INTO tickets (id, status, version, purge_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, status, version, purge, doc],
+                "INSERT INTO tickets (id, status, version, purge_at, due_at, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, status, version, purge, due, doc],
             ) {
                 Ok(_) => Ok(()),
                 Err(e) if is_constraint(&e) => Err(StoreError::Conflict),
@@ -89,23 +91,25 @@ impl TicketStore for SqliteStore {
         expected_status: Status,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let (id, status, version, purge) = (
+        let (id, status, version, purge, due) = (
             next.id.to_string(),
             next.status.as_str(),
             next.version as i64,
             next.purge_at(),
+            next.due_at(),
         );
         let doc = encode(next)?;
         self.write(move |c| {
             let n = c
                 .execute(
-                    "UPDATE tickets SET status = ?2, version = ?3, purge_at = ?4, doc = ?5
-                     WHERE id = ?1 AND status = ?6 AND version = ?7",
+                    "UPDATE tickets SET status = ?2, version = ?3, purge_at = ?4, due_at = ?5, doc = ?6
+                     WHERE id = ?1 AND status = ?7 AND version = ?8",
                     params![
                         id,
                         status,
                         version,
                         purge,
+                        due,
                         doc,
                         expected_status.as_str(),
                         expected_version as i64
@@ -115,6 +119,30 @@ impl TicketStore for SqliteStore {
             changed(n)
         })
         .await
+    }
+
+    async fn overdue(&self, before: i64, limit: usize) -> Result<Vec<TicketId>, StoreError> {
+        let now = self.now();
+        let ids: Vec<String> = self
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare(
+                        "SELECT id FROM tickets WHERE due_at IS NOT NULL AND due_at < ?1
+                         AND purge_at > ?2 ORDER BY due_at LIMIT ?3",
+                    )
+                    .map_err(unavailable)?;
+                let rows = stmt
+                    .query_map(params![before, now, limit as i64], |r| r.get(0))
+                    .map_err(unavailable)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+            })
+            .await?;
+        ids.iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| unavailable(format!("corrupt id {id}")))
+            })
+            .collect()
     }
 
     async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {

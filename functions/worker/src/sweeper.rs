@@ -1,0 +1,45 @@
+//! The sweeper: re-enqueues tickets whose message was lost.
+//!
+//! The ticket is written before its message, and a message can vanish
+//! (a process dies between the two writes, a stale acknowledgement deletes
+//! a redelivery, a message is redriven while its ticket still waits). A
+//! non-terminal ticket whose due time — next attempt, end of lease, or
+//! creation — passed more than [`GRACE`] ago has nobody working on it; the
+//! sweeper sends it a fresh message. A duplicate is harmless: the worker's
+//! compare-and-set lets one delivery act and acknowledges the others.
+
+use std::time::Duration;
+
+use failover_core::message::QueueMessage;
+use failover_core::ports::StoreError;
+
+use crate::Worker;
+
+/// How long past its due time a ticket may wait before it counts as lost.
+/// Generous, so that a backlog (tickets due but not yet reached) is not
+/// mistaken for loss and doubled.
+pub const GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// Tickets re-enqueued per sweep at most.
+pub const BATCH: usize = 500;
+
+impl Worker {
+    /// One sweep; the number of tickets re-enqueued.
+    pub async fn sweep(&self, grace: Duration) -> Result<usize, StoreError> {
+        let now = self.deps.clock.now_ms();
+        let before = now - grace.as_millis() as i64;
+        let lost = self.deps.tickets.overdue(before, BATCH).await?;
+        let mut sent = 0;
+        for id in lost {
+            let body = QueueMessage::new(id).to_body();
+            match self.deps.queue.send(&body, Duration::ZERO).await {
+                Ok(_) => {
+                    tracing::warn!(ticket_id = %id, "ticket had no live message: re-enqueued");
+                    sent += 1;
+                }
+                Err(e) => tracing::error!(ticket_id = %id, error = %e, "could not re-enqueue"),
+            }
+        }
+        Ok(sent)
+    }
+}
