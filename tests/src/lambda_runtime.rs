@@ -160,7 +160,9 @@ impl LambdaHarness {
 
 async fn next(State(s): State<RuntimeState>) -> Response {
     let Some(inv) = s.next.lock().await.recv().await else {
-        return StatusCode::GONE.into_response();
+        // The test is over: leave the function waiting until it is killed,
+        // as Lambda does with an idle instance.
+        return std::future::pending().await;
     };
     let mut headers = HeaderMap::new();
     let put = |h: &mut HeaderMap, k: &'static str, v: String| {
