@@ -248,22 +248,38 @@ async fn a_failed_capture_leaves_nothing_behind() {
 
 #[tokio::test(start_paused = true)]
 async fn an_abandoned_idempotency_key_is_taken_over_after_its_lease() {
-    let w = world(policy(), Step::Answer(200, Duration::from_millis(5)));
-    // A first call that died mid-flight left an in-flight record.
-    let store = failover_core::ports::IdempotencyStore::insert(
+    use failover_core::ports::{IdemOutcome, IdemRecord, IdempotencyStore};
+    use failover_core::ticket::{CapturedRequest, Ticket, TicketId};
+    let w = world(policy(), Step::Answer(503, Duration::from_millis(5)));
+    // A first call died mid-capture: its in-flight record names the ticket
+    // it had already written; the message was never sent.
+    let dead = TicketId::new();
+    let now = w.engine.deps().clock.now_ms();
+    IdempotencyStore::insert(
         &w.store,
-        &failover_core::ports::IdemRecord {
+        &IdemRecord {
             key: "k".into(),
             fingerprint: failover_core::idempotency::fingerprint(sub().body.as_bytes()),
             version: 1,
-            outcome: failover_core::ports::IdemOutcome::InFlight {
-                lease_until: 1_800_000_010_000,
+            outcome: IdemOutcome::InFlight {
+                lease_until: now + 10_000,
+                ticket_id: dead,
             },
-            expires_at: 1_900_000_000_000,
+            expires_at: now + 100_000_000,
         },
     )
-    .await;
-    store.unwrap();
+    .await
+    .unwrap();
+    let req = CapturedRequest {
+        body: sub().body,
+        content_type: "application/json".into(),
+        request_id: "r".into(),
+        callback_url: None,
+    };
+    w.store
+        .create(&Ticket::new(dead, Reason::Timeout, req, now, 3_600_000))
+        .await
+        .unwrap();
     let keyed = || Submission {
         idempotency_key: Some("k".into()),
         ..sub()
@@ -271,11 +287,23 @@ async fn an_abandoned_idempotency_key_is_taken_over_after_its_lease() {
     let err = w.engine.submit(keyed()).await.unwrap_err();
     assert_eq!(err, SubmitError::InFlight { retry_after_s: 10 });
     advance(Duration::from_secs(10)).await;
+    // The retry takes over under the same ticket id: it finishes the dead
+    // call's capture instead of making a second ticket.
     let done = w.engine.submit(keyed()).await.unwrap();
-    assert!(matches!(done.answer, Answer::Sync { status: 200, .. }));
+    let Answer::Accepted { ticket_id, .. } = done.answer else {
+        panic!("accepted expected: {done:?}")
+    };
+    assert_eq!(ticket_id, dead);
     assert!(!done.replayed);
+    assert_eq!(
+        w.store.stats().await.unwrap().visible,
+        1,
+        "its message is queued now"
+    );
+    // Once finished, the key replays that same ticket.
     let again = w.engine.submit(keyed()).await.unwrap();
     assert!(again.replayed);
+    assert!(matches!(again.answer, Answer::Accepted { ticket_id, .. } if ticket_id == dead));
 }
 
 #[tokio::test(start_paused = true)]

@@ -144,6 +144,7 @@ fn record(key: &str, version: u64, expires_at: i64) -> IdemRecord {
         version,
         outcome: IdemOutcome::InFlight {
             lease_until: now() + 5000,
+            ticket_id: TicketId::new(),
         },
         expires_at,
     }

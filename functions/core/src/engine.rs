@@ -25,7 +25,7 @@ use crate::idempotency::{self, Begin};
 use crate::message::QueueMessage;
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
-    Backend, BackendRequest, Clock, IdemOutcome, IdempotencyStore, Queue, TicketStore,
+    Backend, BackendRequest, Clock, IdemOutcome, IdempotencyStore, Queue, StoreError, TicketStore,
 };
 use crate::ticket::{CapturedRequest, Reason, Ticket, TicketId};
 
@@ -135,7 +135,12 @@ impl Engine {
         let lease = (self.policy.sync_deadline + self.policy.capture_timeout * 2).as_millis();
         let ttl = self.policy.ticket_ttl.as_millis() as i64;
         let store = self.deps.idempotency.as_ref();
-        let record = match idempotency::begin(store, &key, &fp, now, lease as i64, ttl).await {
+        let timing = idempotency::Lease {
+            now,
+            lease_ms: lease as i64,
+            ttl_ms: ttl,
+        };
+        let record = match idempotency::begin(store, &key, &fp, timing, TicketId::new()).await {
             Err(e) => return Err(unavailable(e.to_string())),
             Ok(Begin::Mismatch) => return Err(SubmitError::KeyReused),
             Ok(Begin::InFlight { retry_after_ms }) => {
@@ -148,7 +153,8 @@ impl Engine {
             }
             Ok(Begin::Run(record)) => record,
         };
-        let result = self.run(&sub, TicketId::new()).await;
+        let ticket_id = idempotency::ticket_of(&record).unwrap_or_default();
+        let result = self.run(&sub, ticket_id).await;
         match &result {
             Ok(done) => {
                 let outcome = match &done.answer {
@@ -319,8 +325,15 @@ impl Engine {
             self.policy.ticket_ttl.as_millis() as i64,
         );
         let budget = self.policy.capture_timeout;
+        // Whether this call wrote the ticket (and may undo it).
+        let mut ours = true;
         match timeout(budget, self.deps.tickets.create(&ticket)).await {
             Ok(Ok(())) => {}
+            // Only a takeover of a keyed request that died mid-capture
+            // reuses a ticket id: its ticket is this request. Finish that
+            // capture (a duplicate message is harmless) rather than make a
+            // second ticket.
+            Ok(Err(StoreError::Conflict)) => ours = false,
             Ok(Err(e)) => return Err(unavailable(format!("ticket store: {e}"))),
             Err(_) => {
                 // The write may still land; undo it so that no ticket exists
@@ -339,7 +352,9 @@ impl Engine {
         if let Some(detail) = failure {
             // A message that did land after all finds no ticket and is
             // dropped by the worker.
-            self.undo(&ticket).await;
+            if ours {
+                self.undo(&ticket).await;
+            }
             return Err(unavailable(detail));
         }
         tracing::info!(%ticket_id, reason = reason.as_str(), "request accepted for async processing");

@@ -4,12 +4,16 @@
 //! concurrent first calls cannot both run); a second call with the key sees
 //! it and answers 409 while it runs, 422 if the body differs, or replays the
 //! stored outcome. A record whose lease ran out (its process died) is taken
-//! over with a compare-and-set. A capture that ends in 503 deletes the record:
-//! nothing was accepted, so the client's retry must run afresh.
+//! over with a compare-and-set, under the same ticket id: if the dead call
+//! had already written its ticket, the retry finds it and finishes that
+//! capture instead of creating a second ticket for the same request. A
+//! capture that ends in 503 deletes the record: nothing was accepted, so the
+//! client's retry must run afresh.
 
 use sha2::{Digest, Sha256};
 
 use crate::ports::{IdemOutcome, IdemRecord, IdempotencyStore, StoreError};
+use crate::ticket::TicketId;
 
 /// What the engine does with a keyed request.
 #[derive(Debug)]
@@ -36,27 +40,40 @@ pub fn fingerprint(body: &[u8]) -> String {
         .collect()
 }
 
+/// The timing of a keyed request: now, its lease and its record's lifetime.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub now: i64,
+    pub lease_ms: i64,
+    pub ttl_ms: i64,
+}
+
 pub async fn begin(
     store: &dyn IdempotencyStore,
     key: &str,
     fingerprint: &str,
-    now: i64,
-    lease_ms: i64,
-    ttl_ms: i64,
+    lease: Lease,
+    ticket_id: TicketId,
 ) -> Result<Begin, StoreError> {
-    let fresh = |version| IdemRecord {
+    let Lease {
+        now,
+        lease_ms,
+        ttl_ms,
+    } = lease;
+    let fresh = |version, ticket_id| IdemRecord {
         key: key.to_string(),
         fingerprint: fingerprint.to_string(),
         version,
         outcome: IdemOutcome::InFlight {
             lease_until: now + lease_ms,
+            ticket_id,
         },
         expires_at: now + ttl_ms,
     };
     // Two rounds: an insert that loses to a record which then vanishes
     // (released or expired) gets one more try.
     for _ in 0..2 {
-        let record = fresh(1);
+        let record = fresh(1, ticket_id);
         match store.insert(&record).await {
             Ok(()) => return Ok(Begin::Run(record)),
             Err(StoreError::Conflict) => {}
@@ -69,11 +86,13 @@ pub async fn begin(
             return Ok(Begin::Mismatch);
         }
         return match existing.outcome {
-            IdemOutcome::InFlight { lease_until } if lease_until > now => Ok(Begin::InFlight {
+            IdemOutcome::InFlight { lease_until, .. } if lease_until > now => Ok(Begin::InFlight {
                 retry_after_ms: (lease_until - now) as u64,
             }),
-            IdemOutcome::InFlight { .. } => {
-                let takeover = fresh(existing.version + 1);
+            IdemOutcome::InFlight {
+                ticket_id: dead, ..
+            } => {
+                let takeover = fresh(existing.version + 1, dead);
                 match store.replace(&takeover, existing.version).await {
                     Ok(()) => Ok(Begin::Run(takeover)),
                     Err(StoreError::Conflict) => Ok(Begin::InFlight {
@@ -88,6 +107,14 @@ pub async fn begin(
     Ok(Begin::InFlight {
         retry_after_ms: 1000,
     })
+}
+
+/// The ticket id a keyed request runs under.
+pub fn ticket_of(record: &IdemRecord) -> Option<TicketId> {
+    match record.outcome {
+        IdemOutcome::InFlight { ticket_id, .. } => Some(ticket_id),
+        _ => None,
+    }
 }
 
 /// Stores the outcome of a request that ran.

@@ -66,8 +66,13 @@ pub trait TicketStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum IdemOutcome {
-    /// The first call is still running until `lease_until` (ms).
-    InFlight { lease_until: i64 },
+    /// The first call is still running until `lease_until` (ms), under
+    /// this ticket id (a takeover reuses it, so a ticket the first call
+    /// may have written is the same request, not a second one).
+    InFlight {
+        lease_until: i64,
+        ticket_id: TicketId,
+    },
     /// The backend answered in time: replay this.
     Sync {
         status: u16,
