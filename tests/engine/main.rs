@@ -391,3 +391,35 @@ async fn the_sweeper_re_enqueues_a_ticket_whose_message_was_lost() {
         "terminal: nothing to sweep"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn while_the_breaker_is_open_the_worker_defers_without_burning_attempts() {
+    let w = world(policy(), Step::Answer(503, Duration::from_millis(5)));
+    // Four failed sync calls open the breaker (5 s).
+    for _ in 0..4 {
+        w.engine.submit(sub()).await.unwrap();
+    }
+    assert_eq!(w.engine.deps().health.snapshot().await.state, "open");
+    let calls_before = w.backend.calls().len();
+    w.backend
+        .set_default(Step::Answer(200, Duration::from_millis(5)));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.worker.clone().run(4, async move {
+        let _ = stopped.await;
+    }));
+    // Inside the open period nothing is attempted: tickets stay queued
+    // with no attempt spent.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(w.backend.calls().len(), calls_before, "no call while open");
+    // Then the worker probes, the backend answers, the backlog drains and
+    // the breaker closes without any API traffic.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let _ = stop.send(());
+    let _ = run.await;
+    assert_eq!(w.engine.deps().health.snapshot().await.state, "closed");
+    assert_eq!(
+        w.backend.calls().len(),
+        calls_before + 4,
+        "one call per ticket"
+    );
+}

@@ -112,10 +112,21 @@ impl Worker {
             // The last attempt's worker died before it could record anything.
             return self.exhausted(&ticket, now, None).await;
         }
-        self.attempt(ticket, now).await
+        // While the backend is known to be down, do not burn an attempt:
+        // come back when the next probe is due (with jitter, so a backlog
+        // does not return all at once). A worker may be that probe, so
+        // recovery does not wait for API traffic.
+        let admission = self.deps.health.admit().await;
+        if let Admission::Open { retry_after } = admission {
+            let jitter = retry_delay(1, retry_after.min(Duration::from_secs(2)), SOON);
+            tracing::debug!(?retry_after, "breaker open: deferring");
+            self.outcome("deferred");
+            return Disposition::Retry(retry_after + jitter);
+        }
+        self.attempt(ticket, now, admission).await
     }
 
-    async fn attempt(&self, ticket: Ticket, now: i64) -> Disposition {
+    async fn attempt(&self, ticket: Ticket, now: i64, admission: Admission) -> Disposition {
         let lease = self.lease();
         let Ok(claimed) = ticket.claim(now, now + lease.as_millis() as i64) else {
             return Disposition::Retry(SOON);
@@ -149,7 +160,7 @@ impl Worker {
             }
             Ok(Ok(r)) => (CallOutcome::Answered, Some(r), String::new()),
         };
-        self.observe(health, latency).await;
+        self.deps.health.record(admission, health, latency).await;
         match (health, response) {
             (CallOutcome::Answered, Some(r)) if r.status >= 400 => {
                 let error = TicketError {
@@ -199,14 +210,6 @@ impl Worker {
         self.deps
             .metrics
             .record(failover_core::metrics::Metric::WorkerOutcome { outcome });
-    }
-
-    /// Background outcomes feed the same health signal as sync calls.
-    async fn observe(&self, outcome: CallOutcome, latency: Duration) {
-        self.deps
-            .health
-            .record(Admission::Sync, outcome, latency)
-            .await;
     }
 
     async fn exhausted(&self, t: &Ticket, now: i64, last: Option<BackendResult>) -> Disposition {
