@@ -69,6 +69,49 @@ fn world(policy: Policy, default: Step) -> World {
     }
 }
 
+impl World {
+    /// A request accepted for async processing; its ticket id.
+    async fn accept(&self) -> failover_core::ticket::TicketId {
+        let done = self
+            .engine
+            .submit(Submission {
+                respond_async: true,
+                ..sub()
+            })
+            .await
+            .unwrap();
+        match done.answer {
+            Answer::Accepted { ticket_id, .. } => ticket_id,
+            other => panic!("not accepted: {other:?}"),
+        }
+    }
+
+    /// Runs the worker until the ticket is terminal (at most `limit` of
+    /// paused time), then stops it.
+    async fn work_until_terminal(
+        &self,
+        id: failover_core::ticket::TicketId,
+        limit: Duration,
+    ) -> failover_core::ticket::Ticket {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(self.worker.clone().run(4, async move {
+            let _ = stopped.await;
+        }));
+        let deadline = Instant::now() + limit;
+        let t = loop {
+            let t = self.store.get(&id).await.unwrap().unwrap();
+            if t.status.is_terminal() {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "never finished: {t:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let _ = stop.send(());
+        let _ = run.await;
+        t
+    }
+}
+
 fn sub() -> Submission {
     Submission {
         body: r#"{"amount":1}"#.into(),
@@ -187,33 +230,11 @@ async fn the_worker_backs_off_exponentially_then_succeeds() {
     for _ in 0..3 {
         w.backend.push(Step::Answer(503, Duration::from_millis(5)));
     }
-    let done = w
-        .engine
-        .submit(Submission {
-            respond_async: true,
-            ..sub()
-        })
-        .await
-        .unwrap();
-    let Answer::Accepted { ticket_id, .. } = done.answer else {
-        panic!("not accepted")
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(w.worker.clone().run(4, async move {
-        let _ = stopped.await;
-    }));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let t = w.store.get(&ticket_id).await.unwrap().unwrap();
-        if t.status == Status::Succeeded {
-            assert_eq!(t.attempts, 4);
-            break;
-        }
-        assert!(Instant::now() < deadline, "never finished: {t:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = stop.send(());
-    let _ = run.await;
+    let ticket_id = w.accept().await;
+    let t = w
+        .work_until_terminal(ticket_id, Duration::from_secs(120))
+        .await;
+    assert_eq!((t.status, t.attempts), (Status::Succeeded, 4));
     // Gaps between attempts: equal jitter keeps each in [d/2, d] for
     // d = 1 s, 2 s, 4 s (plus the 50 ms queue poll).
     let at = w.backend.calls();
@@ -316,32 +337,10 @@ async fn a_ticket_past_its_ttl_fails_as_expired() {
         ..policy()
     };
     let w = world(p, Step::Answer(503, Duration::from_millis(5)));
-    let done = w
-        .engine
-        .submit(Submission {
-            respond_async: true,
-            ..sub()
-        })
-        .await
-        .unwrap();
-    let Answer::Accepted { ticket_id, .. } = done.answer else {
-        panic!("not accepted")
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(w.worker.clone().run(2, async move {
-        let _ = stopped.await;
-    }));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let t = loop {
-        let t = w.store.get(&ticket_id).await.unwrap().unwrap();
-        if t.status.is_terminal() {
-            break t;
-        }
-        assert!(Instant::now() < deadline, "never finished: {t:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let _ = stop.send(());
-    let _ = run.await;
+    let ticket_id = w.accept().await;
+    let t = w
+        .work_until_terminal(ticket_id, Duration::from_secs(60))
+        .await;
     assert_eq!(t.status, Status::Failed);
     let error = t.error.unwrap();
     assert_eq!(error.kind, failover_core::ticket::ErrorKind::Expired);
@@ -370,21 +369,10 @@ async fn the_sweeper_re_enqueues_a_ticket_whose_message_was_lost() {
     assert_eq!(w.worker.sweep(grace).await.unwrap(), 0, "not overdue yet");
     advance(grace + Duration::from_secs(1)).await;
     assert_eq!(w.worker.sweep(grace).await.unwrap(), 1);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(w.worker.clone().run(2, async move {
-        let _ = stopped.await;
-    }));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let t = w.store.get(&orphan.id).await.unwrap().unwrap();
-        if t.status == Status::Succeeded {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never processed: {t:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = stop.send(());
-    let _ = run.await;
+    let t = w
+        .work_until_terminal(orphan.id, Duration::from_secs(30))
+        .await;
+    assert_eq!(t.status, Status::Succeeded);
     assert_eq!(
         w.worker.sweep(grace).await.unwrap(),
         0,

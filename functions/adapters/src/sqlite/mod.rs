@@ -117,6 +117,15 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+fn parse_ids(ids: &[String]) -> Result<Vec<failover_core::ticket::TicketId>, StoreError> {
+    ids.iter()
+        .map(|id| {
+            id.parse()
+                .map_err(|_| unavailable(format!("corrupt id {id}")))
+        })
+        .collect()
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(
@@ -209,12 +218,7 @@ impl SqliteStore {
                 rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
             })
             .await?;
-        ids.iter()
-            .map(|id| {
-                id.parse()
-                    .map_err(|_| unavailable(format!("corrupt id {id}")))
-            })
-            .collect()
+        parse_ids(&ids)
     }
 
     /// The dead-letter table, oldest first.

@@ -11,7 +11,7 @@ use failover_core::ports::{
 use failover_core::ticket::{Status, Ticket, TicketId};
 use rusqlite::{params, OptionalExtension};
 
-use super::{unavailable, SqliteStore};
+use super::{parse_ids, unavailable, SqliteStore};
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(unavailable)
@@ -137,12 +137,7 @@ impl TicketStore for SqliteStore {
                 rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
             })
             .await?;
-        ids.iter()
-            .map(|id| {
-                id.parse()
-                    .map_err(|_| unavailable(format!("corrupt id {id}")))
-            })
-            .collect()
+        parse_ids(&ids)
     }
 
     async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {
