@@ -53,7 +53,8 @@ impl DemoBackend {
             })
     }
 
-    fn set(&self, s: DemoSettings) {
+    /// Changes the latency and error rate (what `POST /demo/backend` does).
+    pub fn set(&self, s: DemoSettings) {
         if let Ok(mut g) = self.settings.lock() {
             *g = Some(s);
         }

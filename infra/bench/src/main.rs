@@ -9,11 +9,13 @@
 //!    deadline), plus the breaker-open fast path;
 //! 3. worker drain rate vs raw receive+ack rate of the same SQLite store;
 //! 4. size and cold start of the Lambda binaries vs a minimal `lambda_http`
-//!    function (it builds them first).
+//!    function (it builds them first);
+//! 5. a chaos run: the backend hangs for a while, then recovers.
 //!
 //! `BENCH_ONLY=1|2|3` runs one part. Only loopback addresses are used; every
 //! loop is bounded in count.
 
+mod chaos;
 mod lambda;
 mod load;
 
@@ -38,7 +40,7 @@ const OPEN_REQUESTS: usize = 2000;
 const ROUNDS: usize = 8;
 const DRAIN: usize = 2000;
 
-fn build(
+pub(crate) fn build(
     policy: Policy,
     backend_url: &str,
     dir: &std::path::Path,
@@ -270,6 +272,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.is_empty() || only == "3" {
         drain().await?;
+    }
+    if only.is_empty() || only == "5" {
+        chaos::run().await?;
     }
     if only.is_empty() || only == "4" {
         lambda::run().await?;
