@@ -14,7 +14,7 @@
 //! This is the in-process implementation behind [`HealthGate`]; a fleet-wide
 //! one (shared store) implements the same trait.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +22,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::Policy;
+use crate::metrics::{Metric, Metrics};
 
 /// What the gate says about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,11 +95,11 @@ struct Inner {
     transitions: u64,
 }
 
-#[derive(Debug)]
 pub struct Breaker {
     policy: BreakerPolicy,
     epoch: Instant,
     inner: Mutex<Inner>,
+    metrics: Option<Arc<dyn Metrics>>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +141,20 @@ impl Breaker {
                 open_period: p.breaker_open,
                 transitions: 0,
             }),
+            metrics: None,
+        }
+    }
+
+    /// Reports every transition as a [`Metric::BreakerTransition`].
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn transition(&self, inner: &mut Inner, to: &'static str) {
+        inner.transitions += 1;
+        if let Some(m) = &self.metrics {
+            m.record(Metric::BreakerTransition { to });
         }
     }
 
@@ -169,7 +184,7 @@ impl Breaker {
         inner.state = State::Open {
             until: now + period,
         };
-        inner.transitions += 1;
+        self.transition(inner, "open");
         tracing::warn!(open_ms = period.as_millis() as u64, "breaker opened");
     }
 
@@ -185,7 +200,7 @@ impl Breaker {
                     probe_since: Some(now),
                     healthy: 0,
                 };
-                inner.transitions += 1;
+                self.transition(&mut inner, "half_open");
                 tracing::info!("breaker half-open: probing");
                 Admission::Probe
             }
@@ -231,7 +246,7 @@ impl Breaker {
                         .buckets
                         .iter_mut()
                         .for_each(|b| *b = Bucket::default());
-                    inner.transitions += 1;
+                    self.transition(&mut inner, "closed");
                     tracing::info!("breaker closed");
                 } else {
                     inner.state = State::HalfOpen {

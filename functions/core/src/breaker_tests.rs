@@ -148,3 +148,27 @@ async fn a_lost_probe_does_not_hold_the_slot_forever() {
     advance(Duration::from_secs(60)).await;
     assert_eq!(b.admit().await, Admission::Probe);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_transition_is_reported_as_a_metric() {
+    struct Recorder(std::sync::Mutex<Vec<&'static str>>);
+    impl Metrics for Recorder {
+        fn record(&self, metric: Metric) {
+            if let Metric::BreakerTransition { to } = metric {
+                self.0.lock().unwrap().push(to);
+            }
+        }
+    }
+    let recorder = Arc::new(Recorder(Default::default()));
+    let b = Breaker::new(&policy()).with_metrics(recorder.clone());
+    calls(&b, 10, CallOutcome::Error, 5).await;
+    advance(Duration::from_secs(5)).await;
+    for _ in 0..3 {
+        let p = b.admit().await;
+        b.record(p, CallOutcome::Answered, Duration::from_millis(5))
+            .await;
+    }
+    let seen = recorder.0.lock().unwrap().clone();
+    assert_eq!(seen, vec!["open", "half_open", "closed"]);
+    assert_eq!(b.snapshot().await.transitions, 3);
+}

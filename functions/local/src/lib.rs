@@ -46,7 +46,9 @@ pub struct App {
 /// Builds the engine, the router and the worker over one set of ports.
 /// The breaker is shared by the API and the worker of this process.
 pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
-    let health: Arc<dyn HealthGate> = Arc::new(Breaker::new(&policy));
+    let metrics: Arc<dyn failover_core::metrics::Metrics> =
+        Arc::new(failover_core::metrics::LogMetrics);
+    let health: Arc<dyn HealthGate> = Arc::new(Breaker::new(&policy).with_metrics(metrics.clone()));
     let deps = Deps {
         backend: parts.backend,
         tickets: parts.tickets,
@@ -54,7 +56,7 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
         queue: parts.queue,
         health,
         clock: parts.clock,
-        metrics: Arc::new(failover_core::metrics::LogMetrics),
+        metrics,
     };
     let engine = Arc::new(Engine::new(policy.clone(), deps.clone()));
     let notifiers = Notifiers {

@@ -115,17 +115,18 @@ pub async fn ports(
         allow_private: policy.allow_private_callbacks,
         allow_loopback: policy.allow_loopback_callbacks,
     };
+    let metrics: Arc<dyn failover_core::metrics::Metrics> = Arc::new(Emf {
+        namespace: METRICS_NAMESPACE.into(),
+        service: service.into(),
+    });
     let deps = Deps {
         backend: Arc::new(HttpBackend::new(&settings.backend_url)?),
         tickets: store.clone(),
         idempotency: store.clone(),
         queue: queue.clone(),
-        health: Arc::new(Breaker::new(policy)),
+        health: Arc::new(Breaker::new(policy).with_metrics(metrics.clone())),
         clock,
-        metrics: Arc::new(Emf {
-            namespace: METRICS_NAMESPACE.into(),
-            service: service.into(),
-        }),
+        metrics,
     };
     Ok(AwsPorts {
         store,
