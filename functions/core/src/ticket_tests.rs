@@ -1,0 +1,73 @@
+//! The ticket state machine.
+
+use super::*;
+
+fn ticket() -> Ticket {
+    let req = CapturedRequest {
+        body: "{}".into(),
+        content_type: "application/json".into(),
+        request_id: "r".into(),
+        callback_url: None,
+    };
+    Ticket::new(TicketId::new(), Reason::Timeout, req, 1_000, 10_000)
+}
+
+#[test]
+fn every_transition_bumps_the_version() {
+    let t = ticket();
+    let p = t.claim(2_000, 3_000).unwrap();
+    assert_eq!(
+        (p.status, p.version, p.attempts),
+        (Status::Processing, 2, 1)
+    );
+    let q = p.retry_at(2_500, 4_000, None).unwrap();
+    assert_eq!((q.status, q.version), (Status::Queued, 3));
+    let s = q
+        .claim(4_000, 5_000)
+        .unwrap()
+        .succeed(
+            4_100,
+            BackendResult {
+                status_code: 200,
+                body: "ok".into(),
+                content_type: None,
+            },
+        )
+        .unwrap();
+    assert_eq!((s.status, s.version, s.attempts), (Status::Succeeded, 5, 2));
+}
+
+#[test]
+fn terminal_tickets_do_not_move() {
+    let t = ticket().claim(2, 3).unwrap();
+    let done = t
+        .fail(
+            4,
+            TicketError {
+                kind: ErrorKind::Rejected,
+                message: "no".into(),
+            },
+            None,
+        )
+        .unwrap();
+    assert!(done.claim(5, 6).is_err());
+    assert!(done.retry_at(5, 6, None).is_err());
+    assert!(ticket()
+        .succeed(
+            5,
+            BackendResult {
+                status_code: 200,
+                body: String::new(),
+                content_type: None
+            }
+        )
+        .is_err());
+}
+
+#[test]
+fn ids_parse_only_in_canonical_form() {
+    let id = TicketId::new();
+    assert_eq!(id.to_string().parse::<TicketId>().unwrap(), id);
+    assert!("not-a-uuid".parse::<TicketId>().is_err());
+    assert!(id.to_string().replace('-', "").parse::<TicketId>().is_err());
+}
