@@ -20,6 +20,8 @@ use failover_adapters::aws::env::{
 /// The redrive limit, as `template.yaml`'s `MaxReceiveCount` default (the
 /// template test checks that they agree).
 pub const MAX_RECEIVE_COUNT: u32 = 100;
+/// The queue's default visibility timeout, as `template.yaml`'s.
+pub const QUEUE_VISIBILITY_S: u32 = 540;
 
 pub struct AwsEnv {
     pub sdk: SdkConfig,
@@ -71,7 +73,10 @@ pub async fn fresh() -> AwsEnv {
         .create_queue()
         .queue_name(format!("requests-{suffix}"))
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .attributes(QueueAttributeName::VisibilityTimeout, "60")
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            QUEUE_VISIBILITY_S.to_string(),
+        )
         .send()
         .await
         .expect("create queue")
