@@ -187,8 +187,7 @@ async fn queue_down_during_capture_is_a_503_and_the_ticket_is_undone() {
         .unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
-    let key = app.backend.calls();
-    assert!(key.is_empty());
+    assert!(app.backend.calls().is_empty());
     nothing_captured(&app).await;
     // The ticket written before the queue failed was removed again: the
     // 202-or-nothing promise holds for the store too.
