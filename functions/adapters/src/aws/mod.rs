@@ -7,6 +7,11 @@
 //! Their timeouts are set from the capture budget so that a store or queue
 //! call can never outlive the request it serves: one operation (all retries
 //! included) takes at most `CAPTURE_TIMEOUT_MS`.
+//!
+//! TLS trusts the Mozilla root set compiled into the binary
+//! (`webpki-root-certs`) instead of reading the system store: on a cold
+//! start, reading and parsing `/etc/ssl/certs` cost ~14 ms, four times the
+//! whole start of a minimal function (BENCHMARKS.md).
 
 mod dynamodb;
 pub mod env;
@@ -34,10 +39,35 @@ pub async fn sdk_config(budget: Duration) -> SdkConfig {
         .operation_timeout(budget)
         .build();
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .timeout_config(timeouts)
         .retry_config(RetryConfig::standard().with_max_attempts(2))
         .load()
         .await
+}
+
+/// The SDK's HTTPS client, trusting the compiled-in Mozilla roots.
+fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    use base64::Engine as _;
+    let mut store = tls::TrustStore::empty().with_native_roots(false);
+    for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        store = store.with_pem_certificate(format!(
+            "-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n"
+        ));
+    }
+    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::AwsLc,
+    ));
+    match tls::TlsContext::builder().with_trust_store(store).build() {
+        Ok(ctx) => builder.tls_context(ctx).build_https(),
+        // Cannot happen with well-formed roots; fall back to the defaults.
+        Err(e) => {
+            tracing::warn!(error = %e, "compiled-in roots refused; using the system store");
+            builder.build_https()
+        }
+    }
 }
 
 /// Any SDK error, as an unavailable store (conditional failures are mapped
