@@ -8,10 +8,14 @@
 //! call can never outlive the request it serves: one operation (all retries
 //! included) takes at most `CAPTURE_TIMEOUT_MS`.
 //!
-//! TLS trusts the Mozilla root set compiled into the binary
-//! (`webpki-root-certs`) instead of reading the system store: on a cold
-//! start, reading and parsing `/etc/ssl/certs` cost ~14 ms, four times the
-//! whole start of a minimal function (BENCHMARKS.md).
+//! TLS trusts root certificates compiled into the binary
+//! (`webpki-root-certs`, Mozilla's set) instead of reading the system store:
+//! on a cold start, reading and parsing `/etc/ssl/certs` cost ~14 ms, four
+//! times the whole start of a minimal function (BENCHMARKS.md). With no
+//! custom endpoint the SDK only talks to AWS, whose endpoints chain to the
+//! Amazon Trust Services roots (Amazon Root CA 1-4, Starfield Services Root
+//! G2), so only those are loaded; a custom `AWS_ENDPOINT_URL*` gets the
+//! whole set.
 
 mod dynamodb;
 pub mod env;
@@ -50,9 +54,17 @@ pub async fn sdk_config(budget: Duration) -> SdkConfig {
 fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     use aws_smithy_http_client::tls;
     use base64::Engine as _;
+    let custom = std::env::vars_os().any(|(k, _)| {
+        k.to_str()
+            .is_some_and(|k| k.starts_with("AWS_ENDPOINT_URL"))
+    });
     let mut store = tls::TrustStore::empty().with_native_roots(false);
-    for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| der.as_ref())
+        .filter(|der| custom || is_aws_root(der));
+    for der in roots {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
         store = store.with_pem_certificate(format!(
             "-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n"
         ));
@@ -70,8 +82,31 @@ fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     }
 }
 
+/// Whether a root certificate is one AWS endpoints chain to (its subject
+/// names Amazon Trust Services' roots; the DER holds the name as text).
+fn is_aws_root(der: &[u8]) -> bool {
+    let names: [&[u8]; 2] = [
+        b"Amazon Root CA ",
+        b"Starfield Services Root Certificate Authority - G2",
+    ];
+    names.iter().any(|n| der.windows(n.len()).any(|w| w == *n))
+}
+
 /// Any SDK error, as an unavailable store (conditional failures are mapped
 /// before this is reached).
 fn unavailable<E: std::error::Error>(e: E) -> StoreError {
     StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_aws_roots_are_in_the_compiled_in_set() {
+        let aws: Vec<_> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .filter(|d| super::is_aws_root(d.as_ref()))
+            .collect();
+        // Amazon Root CA 1-4 and Starfield Services Root G2.
+        assert_eq!(aws.len(), 5);
+    }
 }
