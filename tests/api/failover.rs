@@ -104,12 +104,7 @@ async fn an_unreachable_backend_fails_over() {
 #[tokio::test]
 async fn respond_async_skips_the_backend() {
     let app = spawn_app_with(test_policy(), Behaviour::Hang).await;
-    let resp = app
-        .post("{}")
-        .header("prefer", "respond-async")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_async("{}").send().await.unwrap();
     assert_eq!(resp.headers()["preference-applied"], "respond-async");
     let body = accepted(resp).await;
     assert_eq!(body["reason"], "client_requested");
@@ -179,12 +174,7 @@ async fn store_down_during_capture_is_a_503_never_a_202() {
 async fn queue_down_during_capture_is_a_503_and_the_ticket_is_undone() {
     let app = spawn_app_with(test_policy(), Behaviour::status(503, "{}")).await;
     Faults::set(&app.faults.queue_send, true);
-    let resp = app
-        .post("{}")
-        .header("prefer", "respond-async")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_async("{}").send().await.unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     assert!(app.backend.calls().is_empty());
@@ -202,12 +192,7 @@ async fn a_stalled_store_answers_503_within_the_capture_budget() {
         .latency_ms
         .store(5_000, std::sync::atomic::Ordering::SeqCst);
     let started = Instant::now();
-    let resp = app
-        .post("{}")
-        .header("prefer", "respond-async")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_async("{}").send().await.unwrap();
     assert_eq!(resp.status(), 503);
     assert!(
         started.elapsed() < Duration::from_secs(4),

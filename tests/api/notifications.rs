@@ -9,8 +9,7 @@ use standardwebhooks::Webhook;
 
 async fn accepted_with_callback(app: &failover_tests::spawn::TestApp, url: &str) -> String {
     let resp = app
-        .post(r#"{"amount": 11}"#)
-        .header("prefer", "respond-async")
+        .post_async(r#"{"amount": 11}"#)
         .header("callback-url", url)
         .send()
         .await
@@ -132,12 +131,7 @@ async fn terminal_events_are_published_to_the_topic() {
         Behaviour::status(402, r#"{"error":"declined"}"#),
     )
     .await;
-    let resp = app
-        .post("{}")
-        .header("prefer", "respond-async")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_async("{}").send().await.unwrap();
     let id = resp.json::<Value>().await.unwrap()["ticket_id"]
         .as_str()
         .unwrap()

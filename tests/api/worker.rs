@@ -11,12 +11,7 @@ use failover_tests::spawn::{spawn_app_with, test_policy};
 use serde_json::Value;
 
 async fn queue_one(app: &failover_tests::spawn::TestApp) -> String {
-    let resp = app
-        .post(r#"{"amount": 1}"#)
-        .header("prefer", "respond-async")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_async(r#"{"amount": 1}"#).send().await.unwrap();
     assert_eq!(resp.status(), 202);
     resp.json::<Value>().await.unwrap()["ticket_id"]
         .as_str()

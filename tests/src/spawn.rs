@@ -127,6 +127,11 @@ impl TestApp {
             .body(body.to_string())
     }
 
+    /// A request that skips the sync attempt (`Prefer: respond-async`).
+    pub fn post_async(&self, body: &str) -> reqwest::RequestBuilder {
+        self.post(body).header("prefer", "respond-async")
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.base))

@@ -116,18 +116,40 @@ impl DynamoStore {
         Ok(item)
     }
 
-    /// Inserts unless a live item with this key exists.
-    async fn insert(&self, item: Item) -> Result<(), StoreError> {
-        self.client
+    /// Writes `item` if `condition` holds (`Conflict` otherwise).
+    async fn put_if(
+        &self,
+        item: Item,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let mut put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR purge_ms <= :now")
-            .expression_attribute_values(":now", n(self.clock.now_ms()))
-            .send()
+            .condition_expression(condition);
+        if condition.contains("#s") {
+            put = put.expression_attribute_names("#s", "status");
+        }
+        for (k, v) in values {
+            put = put.expression_attribute_values(k, v);
+        }
+        put.send()
             .await
             .map(|_| ())
             .map_err(|e| conditional(e, |se| se.is_conditional_check_failed_exception()))
+    }
+
+    /// Inserts unless a live item with this key exists.
+    async fn insert(&self, item: Item) -> Result<(), StoreError> {
+        let now = n(self.clock.now_ms());
+        self.put_if(
+            item,
+            "attribute_not_exists(pk) OR purge_ms <= :now",
+            vec![(":now", now)],
+        )
+        .await
     }
 
     async fn get_live(&self, pk: String) -> Result<Option<Item>, StoreError> {
@@ -177,18 +199,12 @@ impl TicketStore for DynamoStore {
         expected_status: Status,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::ticket_item(next)?))
-            .condition_expression("#s = :s AND version = :v")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":s", s(expected_status.as_str()))
-            .expression_attribute_values(":v", n(expected_version))
-            .send()
+        let values = vec![
+            (":s", s(expected_status.as_str())),
+            (":v", n(expected_version)),
+        ];
+        self.put_if(Self::ticket_item(next)?, "#s = :s AND version = :v", values)
             .await
-            .map(|_| ())
-            .map_err(|e| conditional(e, |se| se.is_conditional_check_failed_exception()))
     }
 
     async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {
@@ -250,16 +266,8 @@ impl IdempotencyStore for DynamoStore {
 
     async fn replace(&self, r: &IdemRecord, expected_version: u64) -> Result<(), StoreError> {
         let item = Self::item(idem_key(&r.key), r.version, encode(r)?, r.expires_at);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("version = :v")
-            .expression_attribute_values(":v", n(expected_version))
-            .send()
+        self.put_if(item, "version = :v", vec![(":v", n(expected_version))])
             .await
-            .map(|_| ())
-            .map_err(|e| conditional(e, |se| se.is_conditional_check_failed_exception()))
     }
 
     async fn delete(&self, key: &str, expected_version: u64) -> Result<(), StoreError> {
