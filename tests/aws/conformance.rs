@@ -30,6 +30,17 @@ async fn dynamodb_idempotency_store() {
 }
 
 #[tokio::test]
+async fn dynamodb_health_store() {
+    let env = fresh().await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&env.sdk),
+        env.table,
+        Arc::new(SystemClock),
+    );
+    conformance::health_store(Arc::new(store)).await;
+}
+
+#[tokio::test]
 async fn sqs_queue() {
     let env = fresh().await;
     let queue = SqsQueue::new(

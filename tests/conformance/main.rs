@@ -23,6 +23,11 @@ fn sqlite() -> (Arc<SqliteStore>, tempfile::TempDir) {
 }
 
 #[tokio::test]
+async fn in_process_health_store() {
+    conformance::health_store(Arc::new(failover_core::breaker::InProcessHealth::default())).await;
+}
+
+#[tokio::test]
 async fn memory_ticket_store() {
     conformance::ticket_store(memory()).await;
 }

@@ -14,6 +14,8 @@ use failover_core::ports::{
 use failover_core::ticket::{CapturedRequest, Reason, Status, Ticket, TicketId};
 use failover_core::Clock;
 
+pub use crate::health_conformance::health_store;
+
 fn now() -> i64 {
     SystemClock.now_ms()
 }

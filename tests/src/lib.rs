@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod conformance;
 pub mod events;
+pub mod health_conformance;
 pub mod lambda_runtime;
 pub mod mock_backend;
 pub mod receiver;

@@ -257,6 +257,9 @@ fn parameter_defaults_are_the_contracts() {
         ("RetryMaxMs", ms(p.retry_max)),
         ("WebhookMaxAttempts", p.webhook_max_attempts as f64),
         ("WebhookTimeoutMs", ms(p.webhook_timeout)),
+        ("HealthCacheMs", ms(p.health_cache)),
+        ("DrainMaxRps", p.drain_max_rps as f64),
+        ("DrainRampS", p.drain_ramp.as_secs() as f64),
     ] {
         let default = param(&t, name, "Default");
         assert_eq!(default, expected, "{name}");

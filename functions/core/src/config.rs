@@ -60,6 +60,13 @@ pub struct Policy {
     pub allow_private_callbacks: bool,
     /// Callback URLs on loopback, and plain http for them.
     pub allow_loopback_callbacks: bool,
+    /// AWS mode: how long an instance trusts its copy of the fleet's breaker.
+    pub health_cache: Duration,
+    /// Background attempts per second per worker instance (0: no bound).
+    pub drain_max_rps: u32,
+    /// After the breaker closes, the drain rate grows from a tenth of
+    /// `drain_max_rps` to all of it over this long.
+    pub drain_ramp: Duration,
 }
 
 impl Default for Policy {
@@ -88,6 +95,9 @@ impl Default for Policy {
             webhook_secret: None,
             allow_private_callbacks: false,
             allow_loopback_callbacks: false,
+            health_cache: Duration::from_millis(1000),
+            drain_max_rps: 100,
+            drain_ramp: Duration::from_secs(30),
         }
     }
 }
@@ -127,6 +137,9 @@ pub const POLICY_VARIABLES: &[&str] = &[
     "WEBHOOK_SECRET",
     "CALLBACK_ALLOW_PRIVATE",
     "CALLBACK_ALLOW_LOOPBACK",
+    "HEALTH_CACHE_MS",
+    "DRAIN_MAX_RPS",
+    "DRAIN_RAMP_S",
 ];
 
 struct Reader<'a> {
@@ -243,6 +256,11 @@ impl Policy {
                 .flag("CALLBACK_ALLOW_PRIVATE", base.allow_private_callbacks)?,
             allow_loopback_callbacks: r
                 .flag("CALLBACK_ALLOW_LOOPBACK", base.allow_loopback_callbacks)?,
+            health_cache: r.millis("HEALTH_CACHE_MS", base.health_cache)?,
+            drain_max_rps: r.parse("DRAIN_MAX_RPS", base.drain_max_rps, |_| Ok(()))?,
+            drain_ramp: Duration::from_secs(
+                r.count("DRAIN_RAMP_S", base.drain_ramp.as_secs() as u32)? as u64,
+            ),
         };
         Ok(p)
     }

@@ -22,6 +22,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod callback;
 pub mod config;
+pub mod drain;
 pub mod engine;
 pub mod idempotency;
 pub mod message;

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use failover_core::drain::DrainLimiter;
 use failover_core::ports::{Delivery, EventPublisher, QueueError, WebhookSender};
 use failover_core::{Deps, Policy};
 use tokio::sync::Semaphore;
@@ -35,11 +36,14 @@ pub struct Worker {
     policy: Arc<Policy>,
     deps: Deps,
     notifiers: Notifiers,
+    /// Spaces background attempts (`DRAIN_MAX_RPS`, ramped after recovery).
+    drain: DrainLimiter,
 }
 
 impl Worker {
     pub fn new(policy: Arc<Policy>, deps: Deps, notifiers: Notifiers) -> Self {
         Self {
+            drain: DrainLimiter::new(&policy),
             policy,
             deps,
             notifiers,

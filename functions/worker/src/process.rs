@@ -123,7 +123,23 @@ impl Worker {
             self.outcome("deferred");
             return Disposition::Retry(retry_after + jitter);
         }
-        self.attempt(ticket, now, admission).await
+        if admission == Admission::Sync {
+            // Pace the backlog so a recovering backend is not flooded. The
+            // probe is not paced: it is one call, and recovery waits on it.
+            let closed_for = self.deps.health.closed_for().await;
+            // Waiting in hand costs no receive (each counts toward the
+            // dead-letter limit); a third of the lease keeps the message ours.
+            match self.drain.reserve(now, closed_for, self.lease() / 3) {
+                Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+                Ok(_) => {}
+                Err(wait) => {
+                    self.outcome("paced");
+                    return Disposition::Retry(wait + retry_delay(1, wait, SOON));
+                }
+            }
+        }
+        self.attempt(ticket, self.deps.clock.now_ms(), admission)
+            .await
     }
 
     async fn attempt(&self, ticket: Ticket, now: i64, admission: Admission) -> Disposition {

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `T#<ticket id>` | `status`, `version`, `doc` (the ticket as JSON), `purge_ms`, `ttl` |
 //! | `I#<idempotency key>` | `version`, `doc`, `purge_ms`, `ttl` |
+//! | `H#breaker` | the fleet's circuit breaker (see `health.rs`) |
 //!
 //! Every write is conditional (`attribute_not_exists`, or `status`/`version`
 //! equal to what the caller read), so DynamoDB arbitrates races between
@@ -28,20 +29,20 @@ use super::env::{
 };
 use super::unavailable;
 
-type Item = HashMap<String, AttributeValue>;
+pub(super) type Item = HashMap<String, AttributeValue>;
 
 #[derive(Clone)]
 pub struct DynamoStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
     clock: Arc<dyn Clock>,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(super) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(super) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
@@ -55,7 +56,7 @@ fn idem_key(key: &str) -> String {
 
 /// Maps a conditional-check failure to `Conflict`, anything else to
 /// `Unavailable`.
-fn conditional<E, R>(e: SdkError<E, R>, is_condition: impl Fn(&E) -> bool) -> StoreError
+pub(super) fn conditional<E, R>(e: SdkError<E, R>, is_condition: impl Fn(&E) -> bool) -> StoreError
 where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -81,7 +82,7 @@ fn purge_ms(item: &Item) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+pub(super) fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 

@@ -124,7 +124,10 @@ pub async fn ports(
         tickets: store.clone(),
         idempotency: store.clone(),
         queue: queue.clone(),
-        health: Arc::new(Breaker::new(policy).with_metrics(metrics.clone())),
+        health: Arc::new(
+            Breaker::shared(policy, store.clone(), clock.clone(), policy.health_cache)
+                .with_metrics(metrics.clone()),
+        ),
         clock,
         metrics,
     };

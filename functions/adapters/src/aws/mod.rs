@@ -1,4 +1,4 @@
-//! AWS adapters: DynamoDB ticket and idempotency stores, the SQS queue and
+//! AWS adapters: DynamoDB ticket, idempotency and health stores, the SQS queue and
 //! the SNS publisher (feature `aws`; local mode never compiles the SDK).
 //!
 //! Clients come from `aws-config`, so they honour the standard environment
@@ -19,6 +19,7 @@
 
 mod dynamodb;
 pub mod env;
+mod health;
 mod sns;
 mod sqs;
 

@@ -1,0 +1,403 @@
+//! [`Breaker`]: the [`HealthGate`] over any [`HealthStore`].
+//!
+//! In process (local mode) every decision reads the store, which is a mutex
+//! away. Fleet-wide (AWS mode) a read is a network call, so the gate keeps a
+//! copy of the state and window for `cache_ttl` and batches its own counts
+//! into the next read: per instance that is one store call per `cache_ttl`
+//! plus one per transition, whatever the request rate. Only the request that
+//! finds the copy stale pays for the call; concurrent ones use the copy.
+//!
+//! When the store cannot be reached the gate fails *to the instance*: an
+//! in-process breaker, fed every outcome all along, decides until the store
+//! answers again. Failing closed (everything async) would turn a health-store
+//! blip into an outage of the sync path, and the async path needs the same
+//! database anyway; failing open (always sync) would make every user wait out
+//! the deadline while the backend is down. The instance's own window still
+//! sees the backend, so it still opens on a sick one.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::latency::Latencies;
+use super::rules::{BreakerState, Bucket, Mode, Rules};
+use super::store::{HealthStore, InProcessHealth};
+use super::{Admission, BreakerSnapshot, CallOutcome, HealthGate};
+use crate::config::Policy;
+use crate::metrics::{Metric, Metrics};
+use crate::ports::{Clock, StoreError, TokioClock};
+
+/// A store call slower than this counts as the store being unreachable.
+const STORE_TIMEOUT: Duration = Duration::from_millis(250);
+
+pub struct Breaker {
+    rules: Rules,
+    store: Arc<dyn HealthStore>,
+    clock: Arc<dyn Clock>,
+    /// How long a read of the store is trusted; 0 reads it every time.
+    cache_ttl_ms: i64,
+    /// `process`, `fleet`, or `instance` (a fleet gate's fallback).
+    scope: &'static str,
+    fallback: Option<Box<Breaker>>,
+    cache: Mutex<Cache>,
+    /// Held while a refresh runs, so only one call at a time goes out.
+    refreshing: tokio::sync::Mutex<()>,
+    latencies: Mutex<Latencies>,
+    metrics: Option<Arc<dyn Metrics>>,
+}
+
+struct Cache {
+    state: BreakerState,
+    /// The window as the store last returned it.
+    window: Vec<Bucket>,
+    /// This instance's counts not yet sent to the store.
+    pending: Vec<Bucket>,
+    fetched_ms: Option<i64>,
+    /// Why the last store call failed; decisions come from the fallback.
+    unreachable: Option<String>,
+}
+
+impl Breaker {
+    /// The breaker of one process, on tokio's (pausable) clock.
+    pub fn new(p: &Policy) -> Self {
+        let clock = TokioClock::starting_at(crate::ports::SystemClock.now_ms());
+        Self::build(p, Arc::new(InProcessHealth::default()), Arc::new(clock), 0).scoped("process")
+    }
+
+    /// A breaker shared through `store` by every instance that uses it.
+    pub fn shared(
+        p: &Policy,
+        store: Arc<dyn HealthStore>,
+        clock: Arc<dyn Clock>,
+        cache_ttl: Duration,
+    ) -> Self {
+        let mut gate = Self::build(p, store, clock.clone(), cache_ttl.as_millis() as i64);
+        let local = Self::build(p, Arc::new(InProcessHealth::default()), clock, 0);
+        gate.fallback = Some(Box::new(local.scoped("instance")));
+        gate.scoped("fleet")
+    }
+
+    fn build(p: &Policy, store: Arc<dyn HealthStore>, clock: Arc<dyn Clock>, ttl: i64) -> Self {
+        Self {
+            rules: Rules::new(p),
+            store,
+            clock,
+            cache_ttl_ms: ttl,
+            scope: "process",
+            fallback: None,
+            cache: Mutex::new(Cache {
+                state: BreakerState::initial(p.breaker_open),
+                window: Vec::new(),
+                pending: Vec::new(),
+                fetched_ms: None,
+                unreachable: None,
+            }),
+            refreshing: tokio::sync::Mutex::new(()),
+            latencies: Mutex::new(Latencies::default()),
+            metrics: None,
+        }
+    }
+
+    fn scoped(mut self, scope: &'static str) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// Reports every transition this gate makes as a
+    /// [`Metric::BreakerTransition`] (in a fleet, the instance whose write
+    /// won reports it, so each transition is counted once).
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        // A copy of what the store holds: nothing a panicking holder could
+        // leave inconsistent that the next refresh does not overwrite.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn latencies(&self) -> MutexGuard<'_, Latencies> {
+        self.latencies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The fallback, while the store is unreachable.
+    fn degraded(&self) -> Option<&Breaker> {
+        let down = self.cache().unreachable.is_some();
+        self.fallback.as_deref().filter(|_| down)
+    }
+
+    fn stale(&self, now: i64) -> bool {
+        self.cache()
+            .fetched_ms
+            .is_none_or(|at| now - at >= self.cache_ttl_ms)
+    }
+
+    /// Sends this instance's counts, reads the state and window back, and
+    /// opens the breaker if the (fleet's) window says so.
+    async fn refresh(&self, now: i64) {
+        let Ok(_one) = self.refreshing.try_lock() else {
+            return; // another call is refreshing; the copy will do
+        };
+        let pending = std::mem::take(&mut self.cache().pending);
+        let read = self
+            .call(self.store.exchange(&pending, self.rules.window_s))
+            .await;
+        let (state, totals) = {
+            let mut c = self.cache();
+            c.fetched_ms = Some(now);
+            match read {
+                Ok((state, window)) => {
+                    if let Some(why) = c.unreachable.take() {
+                        tracing::info!(scope = self.scope, %why, "health store reachable again");
+                    }
+                    if let Some(state) = state {
+                        c.state = state;
+                    }
+                    c.window = window;
+                }
+                Err(e) => {
+                    if c.unreachable.is_none() {
+                        tracing::warn!(scope = self.scope, error = %e,
+                            "health store unreachable: this instance's breaker decides");
+                    }
+                    c.unreachable = Some(e.to_string());
+                    return;
+                }
+            }
+            let totals = self
+                .rules
+                .totals(&c.state, c.window.iter().chain(&c.pending), now);
+            (c.state.clone(), totals)
+        };
+        if state.mode == Mode::Closed && self.rules.tripped(&totals) {
+            let next = self.rules.open(&state, now, self.rules.open_ms);
+            if let Err(StoreError::Conflict) = self.write(&state, next).await {
+                self.reload().await;
+            }
+        }
+    }
+
+    /// Reads the state after losing a race, without sending counts.
+    async fn reload(&self) {
+        if let Ok((Some(state), window)) = self
+            .call(self.store.exchange(&[], self.rules.window_s))
+            .await
+        {
+            let mut c = self.cache();
+            if state.version >= c.state.version {
+                c.state = state;
+                c.window = window;
+            }
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(STORE_TIMEOUT, f)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("health store timed out".into())))
+    }
+
+    /// Writes `next` (made from `from`) and keeps it; reports a transition.
+    async fn write(&self, from: &BreakerState, next: BreakerState) -> Result<(), StoreError> {
+        let written = self.call(self.store.replace(&next)).await;
+        match &written {
+            Ok(()) => {
+                if next.transitions > from.transitions {
+                    self.report(&next);
+                }
+                let mut c = self.cache();
+                if next.version > c.state.version {
+                    c.state = next;
+                }
+            }
+            Err(StoreError::Unavailable(e)) => {
+                self.cache().unreachable = Some(e.clone());
+            }
+            Err(StoreError::Conflict) => {}
+        }
+        written
+    }
+
+    fn report(&self, s: &BreakerState) {
+        let to = s.name();
+        if let Some(m) = &self.metrics {
+            m.record(Metric::BreakerTransition { to });
+        }
+        let scope = self.scope;
+        match s.mode {
+            Mode::Open { .. } if scope != "instance" => {
+                tracing::warn!(scope, open_ms = s.open_period_ms, "breaker opened")
+            }
+            _ if scope != "instance" => tracing::info!(scope, to, "breaker transition"),
+            _ => tracing::debug!(scope, to, "instance breaker transition"),
+        }
+    }
+
+    async fn admit_at(&self, now: i64) -> Admission {
+        if self.stale(now) {
+            self.refresh(now).await;
+        }
+        if let Some(f) = self.degraded() {
+            return f.admit().await;
+        }
+        let state = self.cache().state.clone();
+        let (admission, next) = self.rules.admit(&state, now);
+        let Some(next) = next else {
+            return admission;
+        };
+        match self.write(&state, next).await {
+            Ok(()) => admission,
+            Err(StoreError::Conflict) => {
+                // Another instance changed it first (and is likely the probe).
+                self.reload().await;
+                match self.rules.admit(&self.cache().state, now) {
+                    (a, None) => a,
+                    (_, Some(_)) => Admission::Open {
+                        retry_after: Duration::from_secs(1),
+                    },
+                }
+            }
+            Err(StoreError::Unavailable(_)) => match &self.fallback {
+                Some(f) => f.admit().await,
+                None => admission,
+            },
+        }
+    }
+
+    async fn record_at(
+        &self,
+        now: i64,
+        admission: Admission,
+        outcome: CallOutcome,
+        latency: Duration,
+    ) {
+        let degraded = self.degraded().is_some();
+        if let Some(f) = &self.fallback {
+            // The fallback counts every backend call, so it is warm when needed.
+            let own = match admission {
+                Admission::Probe if !degraded => Admission::Sync,
+                a => a,
+            };
+            f.record(own, outcome, latency).await;
+        }
+        if degraded || matches!(admission, Admission::Open { .. }) {
+            return;
+        }
+        self.latencies().push(now, latency);
+        let (slow, failed) = self.rules.judge(outcome, latency);
+        if admission == Admission::Probe {
+            return self.after_probe(now, !(slow || failed)).await;
+        }
+        let tripped = {
+            let mut c = self.cache();
+            // Calls that started before the state changed say nothing new.
+            if c.state.mode != Mode::Closed {
+                return;
+            }
+            let second = now.div_euclid(1000);
+            let bucket = Bucket {
+                second,
+                calls: 1,
+                errors: failed as u32,
+                slow: slow as u32,
+            };
+            match c.pending.iter_mut().find(|b| b.second == second) {
+                Some(b) => b.add(&bucket),
+                None => c.pending.push(bucket),
+            }
+            let totals = self
+                .rules
+                .totals(&c.state, c.window.iter().chain(&c.pending), now);
+            self.rules.tripped(&totals)
+        };
+        if tripped || self.stale(now) {
+            self.refresh(now).await;
+        }
+    }
+
+    async fn after_probe(&self, now: i64, healthy: bool) {
+        for _ in 0..2 {
+            let state = self.cache().state.clone();
+            let Some(next) = self.rules.after_probe(&state, now, healthy) else {
+                return;
+            };
+            match self.write(&state, next).await {
+                Err(StoreError::Conflict) => self.reload().await,
+                _ => return,
+            }
+        }
+    }
+
+    async fn snapshot_at(&self, now: i64) -> BreakerSnapshot {
+        if self.stale(now) {
+            self.refresh(now).await;
+        }
+        if let Some(f) = self.degraded() {
+            let mut s = f.snapshot().await;
+            s.store_error = self.cache().unreachable.clone();
+            return s;
+        }
+        let c = self.cache();
+        let t = self
+            .rules
+            .totals(&c.state, c.window.iter().chain(&c.pending), now);
+        let rate = |n: u32| match t.calls {
+            0 => 0.0,
+            calls => f64::from(n) / f64::from(calls),
+        };
+        let (next_probe_in_ms, healthy_probes) = match c.state.mode {
+            Mode::Closed => (None, 0),
+            Mode::Open { until_ms } => (Some((until_ms - now).max(0) as u64), 0),
+            Mode::HalfOpen { healthy, .. } => (Some(0), healthy),
+        };
+        let window_from =
+            (now - self.rules.window_s * 1000).max(c.state.window_from_s.saturating_mul(1000));
+        BreakerSnapshot {
+            state: c.state.name(),
+            scope: self.scope,
+            calls: t.calls,
+            error_rate: rate(t.errors),
+            slow_rate: rate(t.slow),
+            p95_ms: self.latencies().p95_since(window_from),
+            next_probe_in_ms,
+            open_period_ms: c.state.open_period_ms,
+            healthy_probes,
+            transitions: c.state.transitions,
+            closed_for_ms: closed_for(&c.state, now).map(|d| d.as_millis() as u64),
+            store_error: None,
+        }
+    }
+}
+
+fn closed_for(s: &BreakerState, now: i64) -> Option<Duration> {
+    match (s.mode, s.closed_at_ms) {
+        (Mode::Closed, Some(at)) => Some(Duration::from_millis((now - at).max(0) as u64)),
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl HealthGate for Breaker {
+    async fn admit(&self) -> Admission {
+        self.admit_at(self.clock.now_ms()).await
+    }
+
+    async fn record(&self, admission: Admission, outcome: CallOutcome, latency: Duration) {
+        self.record_at(self.clock.now_ms(), admission, outcome, latency)
+            .await
+    }
+
+    async fn snapshot(&self) -> BreakerSnapshot {
+        self.snapshot_at(self.clock.now_ms()).await
+    }
+
+    async fn closed_for(&self) -> Option<Duration> {
+        if let Some(f) = self.degraded() {
+            return f.closed_for().await;
+        }
+        closed_for(&self.cache().state, self.clock.now_ms())
+    }
+}

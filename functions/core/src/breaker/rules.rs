@@ -1,0 +1,234 @@
+//! The breaker's rules as pure functions over a [`BreakerState`].
+//!
+//! Nothing here reads a clock or a store: the gate passes `now` (epoch ms)
+//! and the window buckets in, and gets back the admission and, when the state
+//! must change, the next state to write. Keeping the rules pure is what lets
+//! one process (a mutex) and a fleet (conditional writes) share them exactly.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Admission;
+use crate::config::{ForceMode, Policy};
+
+/// The breaker's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Mode {
+    Closed,
+    Open {
+        until_ms: i64,
+    },
+    HalfOpen {
+        /// When the probe in flight started; `None` between probes.
+        probe_since_ms: Option<i64>,
+        /// Healthy probes in a row so far.
+        healthy: u32,
+    },
+}
+
+/// What the health store keeps besides the window: the whole breaker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerState {
+    #[serde(flatten)]
+    pub mode: Mode,
+    pub open_period_ms: u64,
+    /// Window buckets of earlier seconds are ignored: closing the breaker
+    /// starts a fresh window without deleting anything.
+    pub window_from_s: i64,
+    /// When it last closed after being open (the worker's drain ramp).
+    pub closed_at_ms: Option<i64>,
+    pub transitions: u64,
+    /// Bumped by every write: the compare-and-set token (0 = never written).
+    pub version: u64,
+}
+
+impl BreakerState {
+    pub fn initial(open_period: Duration) -> Self {
+        Self {
+            mode: Mode::Closed,
+            open_period_ms: open_period.as_millis() as u64,
+            window_from_s: i64::MIN,
+            closed_at_ms: None,
+            transitions: 0,
+            version: 0,
+        }
+    }
+
+    /// The same state one write later, having made a transition.
+    fn transition(&self, mode: Mode) -> Self {
+        Self {
+            mode,
+            transitions: self.transitions + 1,
+            version: self.version + 1,
+            ..self.clone()
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.mode {
+            Mode::Closed => "closed",
+            Mode::Open { .. } => "open",
+            Mode::HalfOpen { .. } => "half_open",
+        }
+    }
+}
+
+/// Calls counted in one second of the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub second: i64,
+    pub calls: u32,
+    pub errors: u32,
+    pub slow: u32,
+}
+
+impl Bucket {
+    pub fn add(&mut self, other: &Bucket) {
+        self.calls += other.calls;
+        self.errors += other.errors;
+        self.slow += other.slow;
+    }
+}
+
+/// The policy's breaker settings in the units the rules use.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub window_s: i64,
+    min_calls: u32,
+    error_rate: f64,
+    slow_rate: f64,
+    pub slow_call: Duration,
+    pub open_ms: u64,
+    open_max_ms: u64,
+    close_after: u32,
+    never_open: bool,
+    /// A probe that never reports back (its task was dropped, its Lambda
+    /// instance died) stops holding the half-open slot after this long.
+    probe_timeout_ms: i64,
+}
+
+impl Rules {
+    pub fn new(p: &Policy) -> Self {
+        Self {
+            window_s: p.breaker_window.as_secs().max(1) as i64,
+            min_calls: p.breaker_min_calls,
+            error_rate: p.error_rate_threshold,
+            slow_rate: p.slow_rate_threshold,
+            slow_call: p.slow_call,
+            open_ms: p.breaker_open.as_millis() as u64,
+            open_max_ms: p.breaker_open_max.max(p.breaker_open).as_millis() as u64,
+            close_after: p.breaker_close_after.max(1),
+            never_open: p.force_mode == ForceMode::Sync,
+            probe_timeout_ms: (p.sync_deadline.max(p.worker_deadline) * 2).as_millis() as i64,
+        }
+    }
+
+    /// The window's totals at `now`, over buckets from any source.
+    pub fn totals<'a>(
+        &self,
+        state: &BreakerState,
+        buckets: impl IntoIterator<Item = &'a Bucket>,
+        now_ms: i64,
+    ) -> Bucket {
+        let current = now_ms.div_euclid(1000);
+        let from = (current - self.window_s + 1).max(state.window_from_s);
+        let mut total = Bucket::default();
+        buckets
+            .into_iter()
+            .filter(|b| (from..=current).contains(&b.second))
+            .for_each(|b| total.add(b));
+        total
+    }
+
+    /// Whether a closed breaker with these totals must open.
+    pub fn tripped(&self, t: &Bucket) -> bool {
+        let rate = |n: u32| f64::from(n) / f64::from(t.calls);
+        !self.never_open
+            && t.calls >= self.min_calls
+            && (rate(t.errors) > self.error_rate || rate(t.slow) > self.slow_rate)
+    }
+
+    /// Whether a finished call counts as slow, and as failed.
+    pub fn judge(&self, outcome: super::CallOutcome, latency: Duration) -> (bool, bool) {
+        use super::CallOutcome::*;
+        let slow = outcome == Timeout || latency > self.slow_call;
+        (slow, outcome != Answered)
+    }
+
+    pub fn open(&self, s: &BreakerState, now_ms: i64, period_ms: u64) -> BreakerState {
+        BreakerState {
+            open_period_ms: period_ms,
+            ..s.transition(Mode::Open {
+                until_ms: now_ms + period_ms as i64,
+            })
+        }
+    }
+
+    /// The admission for a request at `now`, and the state to write first
+    /// when admitting it changes the breaker (claiming the probe).
+    pub fn admit(&self, s: &BreakerState, now_ms: i64) -> (Admission, Option<BreakerState>) {
+        let wait = |ms: i64| Admission::Open {
+            retry_after: Duration::from_millis(ms.max(1) as u64),
+        };
+        match s.mode {
+            Mode::Closed => (Admission::Sync, None),
+            Mode::Open { until_ms } if now_ms < until_ms => (wait(until_ms - now_ms), None),
+            Mode::Open { .. } => {
+                let next = s.transition(Mode::HalfOpen {
+                    probe_since_ms: Some(now_ms),
+                    healthy: 0,
+                });
+                (Admission::Probe, Some(next))
+            }
+            Mode::HalfOpen {
+                probe_since_ms: Some(since),
+                ..
+            } if now_ms - since < self.probe_timeout_ms => (wait(1000), None),
+            Mode::HalfOpen { healthy, .. } => {
+                let next = BreakerState {
+                    mode: Mode::HalfOpen {
+                        probe_since_ms: Some(now_ms),
+                        healthy,
+                    },
+                    version: s.version + 1,
+                    ..s.clone()
+                };
+                (Admission::Probe, Some(next))
+            }
+        }
+    }
+
+    /// The state after a probe ended; `None` if the breaker is no longer
+    /// half-open (the probe's answer came too late to matter).
+    pub fn after_probe(
+        &self,
+        s: &BreakerState,
+        now_ms: i64,
+        healthy: bool,
+    ) -> Option<BreakerState> {
+        let Mode::HalfOpen { healthy: n, .. } = s.mode else {
+            return None;
+        };
+        Some(if !healthy {
+            self.open(s, now_ms, (s.open_period_ms * 2).min(self.open_max_ms))
+        } else if n + 1 >= self.close_after {
+            BreakerState {
+                open_period_ms: self.open_ms,
+                window_from_s: now_ms.div_euclid(1000),
+                closed_at_ms: Some(now_ms),
+                ..s.transition(Mode::Closed)
+            }
+        } else {
+            BreakerState {
+                mode: Mode::HalfOpen {
+                    probe_since_ms: None,
+                    healthy: n + 1,
+                },
+                version: s.version + 1,
+                ..s.clone()
+            }
+        })
+    }
+}
