@@ -6,7 +6,7 @@ use failover_tests::lambda_runtime::LambdaHarness;
 
 use crate::stack::{body, failures, function_env, Stack, WORKER_BIN};
 
-fn closed_port() -> String {
+pub fn closed_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     drop(l);

@@ -5,4 +5,5 @@
 mod conformance;
 mod e2e;
 mod faults;
+mod fleet;
 mod stack;
