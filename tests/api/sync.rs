@@ -100,4 +100,14 @@ async fn health_reports_mode_breaker_and_queue() {
     assert_eq!(h["breaker"]["state"], "closed");
     assert_eq!(h["queue"]["available"], true);
     assert_eq!(h["queue"]["depth"], 0);
+    assert_eq!(h["breaker"]["scope"], "process");
+    assert_eq!(
+        h["breaker"]["p95_ms"],
+        serde_json::Value::Null,
+        "no call yet"
+    );
+    app.post(r#"{"amount":1}"#).send().await.unwrap();
+    let h: serde_json::Value = app.get("/health").await.json().await.unwrap();
+    assert!(h["breaker"]["p95_ms"].is_u64(), "{h}");
+    assert_eq!(h["breaker"]["calls"], 1);
 }

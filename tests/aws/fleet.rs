@@ -75,6 +75,9 @@ async fn two_api_instances_share_one_breaker() {
     assert_eq!(h["mode"], "async", "{h}");
     assert_eq!(h["breaker"]["state"], "open", "{h}");
     assert_eq!(h["breaker"]["scope"], "fleet", "{h}");
+    // SQS cannot tell its oldest message's age; the tickets can.
+    assert!(h["queue"]["depth"].as_u64() >= Some(6), "{h}");
+    assert!(h["queue"]["oldest_age_ms"].as_u64() >= Some(300), "{h}");
 
     // Recovery: probes through B close it (2 healthy probes after 1.5 s),
     // and A follows within its cache period without seeing a probe itself.

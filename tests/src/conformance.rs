@@ -127,6 +127,11 @@ pub async fn ticket_store(store: Arc<dyn TicketStore>) {
         "a ticket under a live lease is not due"
     );
     assert!(!due.contains(&old.id), "purged tickets are gone");
+    assert_eq!(
+        store.oldest_due().await.unwrap(),
+        Some(waiting.created_at),
+        "the longest waiting"
+    );
     let earlier = store.overdue(waiting.created_at, 1000).await.unwrap();
     assert!(!earlier.contains(&waiting.id), "strictly before");
     // Once it moves on, it leaves the index (or moves in it).
@@ -137,6 +142,8 @@ pub async fn ticket_store(store: Arc<dyn TicketStore>) {
         !due.contains(&waiting.id),
         "claimed: due when its lease ends"
     );
+    let oldest = store.oldest_due().await.unwrap();
+    assert!(oldest > Some(waiting.created_at), "{oldest:?}");
 }
 
 fn record(key: &str, version: u64, expires_at: i64) -> IdemRecord {

@@ -112,6 +112,14 @@ impl<S: TicketStore> TicketStore for Faulty<S> {
             .map_err(store)?;
         self.inner.overdue(before, limit).await
     }
+
+    async fn oldest_due(&self) -> Result<Option<i64>, StoreError> {
+        let f = &self.faults;
+        f.enter(&f.ticket_reads, "ticket scan")
+            .await
+            .map_err(store)?;
+        self.inner.oldest_due().await
+    }
 }
 
 #[async_trait]

@@ -126,6 +126,13 @@ impl TicketStore for MemoryStore {
             .collect())
     }
 
+    async fn oldest_due(&self) -> Result<Option<i64>, StoreError> {
+        let now = self.clock.now_ms();
+        let s = self.lock();
+        let live = s.tickets.values().filter(|t| t.purge_at() > now);
+        Ok(live.filter_map(Ticket::due_at).min())
+    }
+
     async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {
         let mut s = self.lock();
         match s.tickets.get(id) {

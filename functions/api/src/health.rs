@@ -1,4 +1,5 @@
-//! `GET /health`: the failover state an operator (or a load balancer) reads.
+//! `GET /health`: the failover state an operator (or a load balancer) reads:
+//! mode, the breaker (state, rates, p95, next probe), sync load and queue.
 
 use axum::extract::State;
 use axum::Json;
@@ -16,14 +17,18 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         (ForceMode::Sync, _) | (ForceMode::Auto, "closed") => "sync",
         _ => "async",
     };
-    let queue = match engine.deps().queue.stats().await {
+    let deps = engine.deps();
+    let queue = match deps.queue.stats().await {
         Ok(s) => json!({
             "available": true,
             "depth": s.visible + s.in_flight,
             "visible": s.visible,
             "in_flight": s.in_flight,
             "dead_letters": s.dead_letters,
-            "oldest_age_ms": s.oldest_age_ms,
+            "oldest_age_ms": match s.oldest_age_ms {
+                Some(age) => Some(age),
+                None => oldest_waiting(deps).await,
+            },
         }),
         Err(e) => json!({ "available": false, "error": e.to_string() }),
     };
@@ -38,4 +43,12 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         },
         "queue": queue,
     }))
+}
+
+/// Where the queue cannot tell the age of its oldest message (SQS publishes
+/// it only as a CloudWatch metric), the ticket store can: how long the
+/// longest-waiting request has been due for a worker.
+async fn oldest_waiting(deps: &failover_core::Deps) -> Option<u64> {
+    let due = deps.tickets.oldest_due().await.ok()??;
+    Some((deps.clock.now_ms() - due).max(0) as u64)
 }

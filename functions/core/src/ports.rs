@@ -60,6 +60,10 @@ pub trait TicketStore: Send + Sync {
     /// Up to `limit` non-terminal tickets whose [`Ticket::due_at`] is before
     /// `before` (ms), for the sweeper.
     async fn overdue(&self, before: i64, limit: usize) -> Result<Vec<TicketId>, StoreError>;
+    /// The earliest [`Ticket::due_at`] of any non-terminal ticket: how long
+    /// the oldest waiting request has waited (`/health`, where the queue
+    /// cannot say, as SQS cannot).
+    async fn oldest_due(&self) -> Result<Option<i64>, StoreError>;
 }
 
 /// The stored outcome of a request made with an `Idempotency-Key`.

@@ -212,6 +212,39 @@ impl TicketStore for DynamoStore {
         self.delete_at(ticket_key(id), expected_version).await
     }
 
+    async fn oldest_due(&self) -> Result<Option<i64>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut oldest: Option<i64> = None;
+        // The earliest live item of each shard, in index order.
+        for shard in 0..OVERDUE_SHARDS {
+            let mut pages = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OVERDUE_INDEX)
+                .key_condition_expression("#s = :s")
+                .expression_attribute_names("#s", OVERDUE_SHARD)
+                .expression_attribute_values(":s", s(shard.to_string()))
+                .scan_index_forward(true)
+                .limit(10)
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                let item = item.map_err(unavailable)?;
+                if purge_ms(&item) <= now {
+                    continue;
+                }
+                let due = item.get(OVERDUE_DUE).and_then(|v| v.as_n().ok());
+                if let Some(due) = due.and_then(|d| d.parse::<i64>().ok()) {
+                    oldest = Some(oldest.map_or(due, |o| o.min(due)));
+                }
+                break;
+            }
+        }
+        Ok(oldest)
+    }
+
     async fn overdue(&self, before: i64, limit: usize) -> Result<Vec<TicketId>, StoreError> {
         let now = self.clock.now_ms();
         let mut found = Vec::new();

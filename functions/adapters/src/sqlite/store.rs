@@ -121,6 +121,19 @@ impl TicketStore for SqliteStore {
         .await
     }
 
+    async fn oldest_due(&self) -> Result<Option<i64>, StoreError> {
+        let now = self.now();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT MIN(due_at) FROM tickets WHERE due_at IS NOT NULL AND purge_at > ?1",
+                params![now],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)
+        })
+        .await
+    }
+
     async fn overdue(&self, before: i64, limit: usize) -> Result<Vec<TicketId>, StoreError> {
         let now = self.now();
         let ids: Vec<String> = self
