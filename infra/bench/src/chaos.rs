@@ -19,6 +19,8 @@ use crate::load::percentile;
 
 const CLIENTS: usize = 8;
 const PACE: Duration = Duration::from_millis(20);
+const DRAIN_MAX_RPS: u32 = 200;
+const DRAIN_RAMP: Duration = Duration::from_secs(10);
 const HEALTHY: DemoSettings = DemoSettings {
     latency_ms: 20,
     error_rate: 0.0,
@@ -51,6 +53,8 @@ pub async fn run() -> anyhow::Result<()> {
         worker_deadline: Duration::from_secs(1),
         retry_base: Duration::from_millis(200),
         retry_max: Duration::from_secs(2),
+        drain_max_rps: DRAIN_MAX_RPS,
+        drain_ramp: DRAIN_RAMP,
         ..Policy::default()
     };
     let dir = tempfile::tempdir()?;
@@ -131,6 +135,7 @@ pub async fn run() -> anyhow::Result<()> {
         pending = still;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let drained = started.elapsed().saturating_sub(recovery_at);
     let mut succeeded = 0;
     for id in &tickets {
         let t = store.get(&id.parse()?).await?;
@@ -195,6 +200,11 @@ pub async fn run() -> anyhow::Result<()> {
         "accepted {} (202), succeeded {succeeded}, lost {}; breaker transitions {transitions}",
         tickets.len(),
         tickets.len() - succeeded
+    );
+    println!(
+        "backlog done {:.1} s after recovery (drain bounded at {DRAIN_MAX_RPS}/s per worker, ramped from a tenth over {} s)",
+        drained.as_secs_f64(),
+        DRAIN_RAMP.as_secs()
     );
     match back {
         Some(at) => println!(

@@ -10,12 +10,14 @@
 //! 3. worker drain rate vs raw receive+ack rate of the same SQLite store;
 //! 4. size and cold start of the Lambda binaries vs a minimal `lambda_http`
 //!    function (it builds them first);
-//! 5. a chaos run: the backend hangs for a while, then recovers.
+//! 5. a chaos run: the backend hangs for a while, then recovers;
+//! 6. the breaker's bookkeeping per request vs a gate that only counts.
 //!
-//! `BENCH_ONLY=1|2|3` runs one part. Only loopback addresses are used; every
+//! `BENCH_ONLY=1..6` runs one part. Only loopback addresses are used; every
 //! loop is bounded in count.
 
 mod chaos;
+mod gate;
 mod lambda;
 mod load;
 
@@ -189,11 +191,11 @@ async fn time_to_202() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn drain() -> anyhow::Result<()> {
-    let fast = backend(Some(Duration::ZERO)).await?;
+/// Seconds the worker takes to finish `n` captured requests.
+async fn drain_secs(policy: Policy, backend_url: &str, n: usize) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
-    let (app, store) = build(Policy::default(), &fast, dir.path())?;
-    for i in 0..DRAIN {
+    let (app, store) = build(policy, backend_url, dir.path())?;
+    for i in 0..n {
         let sub = Submission {
             body: format!(r#"{{"n":{i}}}"#),
             content_type: "application/json".into(),
@@ -217,9 +219,25 @@ async fn drain() -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < limit, "drain did not finish: {s:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let worker_secs = started.elapsed().as_secs_f64();
+    let secs = started.elapsed().as_secs_f64();
     let _ = stop.send(());
     let _ = run.await;
+    Ok(secs)
+}
+
+async fn drain() -> anyhow::Result<()> {
+    let fast = backend(Some(Duration::ZERO)).await?;
+    let unbounded = Policy {
+        drain_max_rps: 0,
+        ..Policy::default()
+    };
+    let worker_secs = drain_secs(unbounded, &fast, DRAIN).await?;
+    let bound = 200;
+    let bounded = Policy {
+        drain_max_rps: bound,
+        ..Policy::default()
+    };
+    let bounded_secs = drain_secs(bounded, &fast, DRAIN / 2).await?;
 
     // Raw: the same store kind, plain receive + ack, no processing.
     let dir2 = tempfile::tempdir()?;
@@ -248,9 +266,18 @@ async fn drain() -> anyhow::Result<()> {
     println!("## 3. Worker drain rate ({DRAIN} messages, worker concurrency {CONCURRENCY}, backend 0 ms)");
     println!("| what | messages/s |");
     println!("|---|---|");
-    println!("| worker: claim, call, succeed, publish, ack | {w:.0} |");
+    println!("| worker: claim, call, succeed, publish, ack (DRAIN_MAX_RPS=0) | {w:.0} |");
     println!("| raw receive + ack, same store | {r:.0} |");
-    println!("ratio worker/raw {:.3}\n", w / r);
+    let b = (DRAIN / 2) as f64 / bounded_secs;
+    println!(
+        "| worker with DRAIN_MAX_RPS={bound}, {} messages | {b:.0} |",
+        DRAIN / 2
+    );
+    println!(
+        "ratio worker/raw {:.3}; bounded worker/bound {:.3} (target <= 1)\n",
+        w / r,
+        b / f64::from(bound)
+    );
     Ok(())
 }
 
@@ -275,6 +302,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.is_empty() || only == "5" {
         chaos::run().await?;
+    }
+    if only.is_empty() || only == "6" {
+        gate::run().await?;
     }
     if only.is_empty() || only == "4" {
         lambda::run().await?;
