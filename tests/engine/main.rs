@@ -467,3 +467,39 @@ async fn after_recovery_the_backlog_drains_at_a_ramped_bounded_rate() {
         "drained after {drained:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_long_outage_backlog_is_deferred_not_swept_as_lost() {
+    let w = world(policy(), Step::Answer(503, Duration::from_millis(5)));
+    for _ in 0..4 {
+        w.engine.submit(sub()).await.unwrap();
+    }
+    let mut backlog = Vec::new();
+    for _ in 0..20 {
+        backlog.push(w.accept().await);
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.worker.clone().run(4, async move {
+        let _ = stopped.await;
+    }));
+    // Forty minutes of outage, swept every minute as local mode does: the
+    // worker keeps deferring the backlog, and the sweeper never mistakes
+    // a deferred ticket for a lost one.
+    let grace = failover_worker::sweeper::GRACE;
+    for minute in 0..40 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let swept = w.worker.sweep(grace).await.unwrap();
+        assert_eq!(swept, 0, "minute {minute}: {swept} tickets re-enqueued");
+    }
+    assert_eq!(w.engine.deps().health.snapshot().await.state, "open");
+    // Recovery: every ticket succeeds after the probes close the breaker.
+    w.backend
+        .set_default(Step::Answer(200, Duration::from_millis(5)));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let _ = stop.send(());
+    let _ = run.await;
+    for id in backlog {
+        let t = w.store.get(&id).await.unwrap().unwrap();
+        assert_eq!(t.status, Status::Succeeded, "{t:?}");
+    }
+}

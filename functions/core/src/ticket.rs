@@ -281,6 +281,23 @@ impl Ticket {
         Ok(t)
     }
 
+    /// Put off without an attempt (breaker open, drain pacing): still
+    /// `queued`, now due at `until`, so that a sweeper does not take a
+    /// deferred ticket for one whose message was lost.
+    pub fn postpone(&self, now: i64, until: i64) -> Result<Ticket, IllegalTransition> {
+        if self.status != Status::Queued {
+            return Err(IllegalTransition {
+                from: self.status,
+                to: Status::Queued,
+            });
+        }
+        let mut t = self.clone();
+        t.version += 1;
+        t.updated_at = now;
+        t.next_attempt_at = Some(until);
+        Ok(t)
+    }
+
     /// A retryable failure: back to `queued` until `next_at`.
     pub fn retry_at(
         &self,

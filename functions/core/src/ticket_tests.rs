@@ -71,3 +71,14 @@ fn ids_parse_only_in_canonical_form() {
     assert!("not-a-uuid".parse::<TicketId>().is_err());
     assert!(id.to_string().replace('-', "").parse::<TicketId>().is_err());
 }
+
+#[test]
+fn postponing_moves_the_due_time_of_a_queued_ticket_only() {
+    let t = ticket();
+    assert_eq!(t.due_at(), Some(1_000));
+    let p = t.postpone(2_000, 9_000).unwrap();
+    assert_eq!((p.status, p.version, p.attempts), (Status::Queued, 2, 0));
+    assert_eq!(p.due_at(), Some(9_000));
+    let claimed = t.claim(2_000, 3_000).unwrap();
+    assert!(claimed.postpone(2_000, 9_000).is_err());
+}

@@ -16,6 +16,7 @@ use failover_core::ticket::{BackendResult, ErrorKind, Status, Ticket, TicketErro
 use tokio::time::timeout;
 use tracing::Instrument;
 
+use crate::sweeper::GRACE;
 use crate::Worker;
 
 /// What to do with the message once handled.
@@ -121,7 +122,7 @@ impl Worker {
             let jitter = retry_delay(1, retry_after.min(Duration::from_secs(2)), SOON);
             tracing::debug!(?retry_after, "breaker open: deferring");
             self.outcome("deferred");
-            return Disposition::Retry(retry_after + jitter);
+            return self.postpone(&ticket, now, retry_after + jitter).await;
         }
         if admission == Admission::Sync {
             // Pace the backlog so a recovering backend is not flooded. The
@@ -134,12 +135,36 @@ impl Worker {
                 Ok(_) => {}
                 Err(wait) => {
                     self.outcome("paced");
-                    return Disposition::Retry(wait + retry_delay(1, wait, SOON));
+                    let delay = wait + retry_delay(1, wait, SOON);
+                    return self.postpone(&ticket, now, delay).await;
                 }
             }
         }
         self.attempt(ticket, self.deps.clock.now_ms(), admission)
             .await
+    }
+
+    /// Defers the message without spending an attempt. A long deferral is
+    /// written to the ticket too (a conditional write, skipped while the
+    /// ticket's recorded due time is recent), so that the sweeper, which
+    /// re-enqueues tickets long past due, does not take an outage's backlog
+    /// for lost messages and double it.
+    async fn postpone(&self, ticket: &Ticket, now: i64, delay: Duration) -> Disposition {
+        let until = now + delay.as_millis() as i64;
+        let recorded = ticket.due_at().unwrap_or(now);
+        if until - recorded > GRACE.as_millis() as i64 / 2 {
+            if let Ok(next) = ticket.postpone(now, until) {
+                if let Err(e) = self
+                    .deps
+                    .tickets
+                    .update(&next, ticket.status, ticket.version)
+                    .await
+                {
+                    tracing::debug!(error = %e, "could not record the deferral");
+                }
+            }
+        }
+        Disposition::Retry(delay)
     }
 
     async fn attempt(&self, ticket: Ticket, now: i64, admission: Admission) -> Disposition {
