@@ -124,3 +124,54 @@ async fn without_the_health_store_each_instance_keeps_its_own_breaker() {
     assert_eq!(s.post(&[], "{}").await["statusCode"], 503);
     assert_eq!(s.backend.calls().len(), calls);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_sheds_load_above_sync_max_inflight() {
+    // Each instance runs one call at a time, so neither alone ever exceeds
+    // SYNC_MAX_INFLIGHT=1; together they keep about two calls in flight.
+    let extra = [
+        ("SYNC_MAX_INFLIGHT", "1".to_string()),
+        ("HEALTH_CACHE_MS", "200".to_string()),
+    ];
+    let s = Stack::start_with(&extra, &[]).await;
+    s.backend
+        .set_default(Behaviour::slow(200, "{}", Duration::from_millis(200)));
+    let mut b = LambdaHarness::start().await;
+    b.spawn(
+        API_BIN,
+        "api",
+        &[function_env(&s.env, &s.backend.url), extra.to_vec()].concat(),
+    );
+    let b = std::sync::Arc::new(b);
+    let until = Instant::now() + Duration::from_secs(6);
+    let from_b = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while Instant::now() < until {
+                answers.push(post(&b).await);
+            }
+            answers
+        })
+    };
+    let mut answers = Vec::new();
+    while Instant::now() < until {
+        answers.push(s.post(&[], "{}").await);
+    }
+    answers.extend(from_b.await.expect("join"));
+    let overloaded = answers
+        .iter()
+        .filter(|r| body(r)["reason"] == "overloaded")
+        .count();
+    let sync = answers.iter().filter(|r| r["statusCode"] == 200).count();
+    assert!(
+        overloaded > 0,
+        "none shed of {} ({sync} sync)",
+        answers.len()
+    );
+    assert!(sync > overloaded, "{sync} sync, {overloaded} shed");
+    let h = health(&b).await;
+    let load = h["breaker"]["fleet_inflight"].as_f64().unwrap_or(0.0);
+    assert!(load > 0.5, "{h}");
+    assert_eq!(h["breaker"]["state"], "closed", "{h}");
+}

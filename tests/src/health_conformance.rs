@@ -24,6 +24,8 @@ fn count(second: i64, calls: u32, errors: u32, slow: u32) -> Bucket {
         calls,
         errors,
         slow,
+        // Distinct from the other counts, so a swapped attribute shows.
+        busy_ms: u64::from(calls) * 1_000 + u64::from(errors) * 10 + u64::from(slow) * 3,
     }
 }
 

@@ -212,11 +212,19 @@ impl Engine {
                 .await;
         };
         let admission = self.deps.health.admit().await;
-        if let Admission::Open { retry_after } = admission {
-            let hint = secs_ceil(retry_after.as_millis() as u64);
-            return self
-                .capture(sub, ticket_id, Reason::CircuitOpen, Some(hint), applied)
-                .await;
+        match admission {
+            Admission::Open { retry_after } => {
+                let hint = secs_ceil(retry_after.as_millis() as u64);
+                return self
+                    .capture(sub, ticket_id, Reason::CircuitOpen, Some(hint), applied)
+                    .await;
+            }
+            Admission::Shed => {
+                return self
+                    .capture(sub, ticket_id, Reason::Overloaded, None, applied)
+                    .await;
+            }
+            Admission::Sync | Admission::Probe => {}
         }
         let mut deadline = self.policy.sync_deadline;
         if let Some(wait) = sub.wait {

@@ -118,11 +118,22 @@ impl Worker {
         // does not return all at once). A worker may be that probe, so
         // recovery does not wait for API traffic.
         let admission = self.deps.health.admit().await;
-        if let Admission::Open { retry_after } = admission {
-            let jitter = retry_delay(1, retry_after.min(Duration::from_secs(2)), SOON);
-            tracing::debug!(?retry_after, "breaker open: deferring");
-            self.outcome("deferred");
-            return self.postpone(&ticket, now, retry_after + jitter).await;
+        match admission {
+            Admission::Open { retry_after } => {
+                let jitter = retry_delay(1, retry_after.min(Duration::from_secs(2)), SOON);
+                tracing::debug!(?retry_after, "breaker open: deferring");
+                self.outcome("deferred");
+                return self.postpone(&ticket, now, retry_after + jitter).await;
+            }
+            Admission::Shed => {
+                // The fleet is at SYNC_MAX_INFLIGHT: background work yields
+                // to the requests someone is waiting for.
+                self.outcome("deferred");
+                return self
+                    .postpone(&ticket, now, SOON + retry_delay(1, SOON, SOON))
+                    .await;
+            }
+            Admission::Sync | Admission::Probe => {}
         }
         if admission == Admission::Sync {
             // Pace the backlog so a recovering backend is not flooded. The

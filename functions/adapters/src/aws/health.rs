@@ -3,7 +3,7 @@
 //! | attribute | holds |
 //! |---|---|
 //! | `doc`, `version` | the [`BreakerState`] as JSON, and its compare-and-set version |
-//! | `ws<i>`, `wc<i>`, `we<i>`, `wl<i>` | window slot `i`: its second, calls, errors, slow calls |
+//! | `ws<i>`, `wc<i>`, `we<i>`, `wl<i>`, `wb<i>` | window slot `i`: its second, calls, errors, slow calls, busy ms |
 //!
 //! Slots are counters that every instance `ADD`s to (no read-modify-write,
 //! no lost updates); a slot still holding an older second is reset by a
@@ -51,6 +51,7 @@ fn record_of(item: Option<Item>, window_s: i64) -> Result<HealthRecord, StoreErr
                 calls: count("wc"),
                 errors: count("we"),
                 slow: count("wl"),
+                busy_ms: number(&item, &format!("wb{i}")).unwrap_or(0) as u64,
             })
         })
         .collect();
@@ -63,10 +64,10 @@ impl DynamoStore {
     async fn add_count(&self, c: &Bucket, window_s: i64) -> Result<Option<Item>, StoreError> {
         let i = c.second.rem_euclid(window_s);
         let steps = [
-            ("#s = :sec", "ADD #c :c, #e :e, #l :l"),
+            ("#s = :sec", "ADD #c :c, #e :e, #l :l, #b :b"),
             (
                 "attribute_not_exists(#s) OR #s < :sec",
-                "SET #s = :sec, #c = :c, #e = :e, #l = :l",
+                "SET #s = :sec, #c = :c, #e = :e, #l = :l, #b = :b",
             ),
         ];
         // Add if the slot holds this second, else reset it; another instance
@@ -83,10 +84,12 @@ impl DynamoStore {
                 .expression_attribute_names("#c", format!("wc{i}"))
                 .expression_attribute_names("#e", format!("we{i}"))
                 .expression_attribute_names("#l", format!("wl{i}"))
+                .expression_attribute_names("#b", format!("wb{i}"))
                 .expression_attribute_values(":sec", n(c.second))
                 .expression_attribute_values(":c", n(c.calls))
                 .expression_attribute_values(":e", n(c.errors))
                 .expression_attribute_values(":l", n(c.slow))
+                .expression_attribute_values(":b", n(c.busy_ms))
                 .return_values(ReturnValue::AllNew)
                 .send()
                 .await;

@@ -37,6 +37,8 @@ pub struct Breaker {
     cache_ttl_ms: i64,
     /// `process`, `fleet`, or `instance` (a fleet gate's fallback).
     scope: &'static str,
+    /// Whether to shed load by the fleet's estimated calls in flight.
+    sheds: bool,
     fallback: Option<Box<Breaker>>,
     cache: Mutex<Cache>,
     /// Held while a refresh runs, so only one call at a time goes out.
@@ -73,6 +75,7 @@ impl Breaker {
         let mut gate = Self::build(p, store, clock.clone(), cache_ttl.as_millis() as i64);
         let local = Self::build(p, Arc::new(InProcessHealth::default()), clock, 0);
         gate.fallback = Some(Box::new(local.scoped("instance")));
+        gate.sheds = true;
         gate.scoped("fleet")
     }
 
@@ -83,6 +86,7 @@ impl Breaker {
             clock,
             cache_ttl_ms: ttl,
             scope: "process",
+            sheds: false,
             fallback: None,
             cache: Mutex::new(Cache {
                 state: BreakerState::initial(p.breaker_open),
@@ -246,6 +250,12 @@ impl Breaker {
         let state = self.cache().state.clone();
         let (admission, next) = self.rules.admit(&state, now);
         let Some(next) = next else {
+            if admission == Admission::Sync && self.sheds {
+                let share = self.rules.shed_share(self.load(now));
+                if share > 0.0 && rand::random::<f64>() < share {
+                    return Admission::Shed;
+                }
+            }
             return admission;
         };
         match self.write(&state, next).await {
@@ -283,7 +293,7 @@ impl Breaker {
             };
             f.record(own, outcome, latency).await;
         }
-        if degraded || matches!(admission, Admission::Open { .. }) {
+        if degraded || matches!(admission, Admission::Open { .. } | Admission::Shed) {
             return;
         }
         self.latencies().push(now, latency);
@@ -303,6 +313,7 @@ impl Breaker {
                 calls: 1,
                 errors: failed as u32,
                 slow: slow as u32,
+                busy_ms: latency.as_millis() as u64,
             };
             match c.pending.iter_mut().find(|b| b.second == second) {
                 Some(b) => b.add(&bucket),
@@ -316,6 +327,12 @@ impl Breaker {
         if tripped || self.stale(now) {
             self.refresh(now).await;
         }
+    }
+
+    /// The fleet's backend calls in flight, estimated from its window.
+    fn load(&self, now: i64) -> f64 {
+        let c = self.cache();
+        self.rules.load(c.window.iter().chain(&c.pending), now)
     }
 
     async fn after_probe(&self, now: i64, healthy: bool) {
@@ -362,6 +379,9 @@ impl Breaker {
             error_rate: rate(t.errors),
             slow_rate: rate(t.slow),
             p95_ms: self.latencies().p95_since(window_from),
+            fleet_inflight: self
+                .sheds
+                .then(|| self.rules.load(c.window.iter().chain(&c.pending), now)),
             next_probe_in_ms,
             open_period_ms: c.state.open_period_ms,
             healthy_probes,

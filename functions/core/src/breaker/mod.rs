@@ -38,6 +38,10 @@ pub enum Admission {
     Probe,
     /// Open: go async; the next probe is due in `retry_after`.
     Open { retry_after: Duration },
+    /// Closed, but the fleet has more than `SYNC_MAX_INFLIGHT` backend calls
+    /// in flight: go async (`overloaded`). Only a fleet-wide gate says this;
+    /// within one process the engine counts its own calls exactly.
+    Shed,
 }
 
 /// How a call ended, as the breaker counts it.
@@ -63,6 +67,10 @@ pub struct BreakerSnapshot {
     pub slow_rate: f64,
     /// 95th percentile latency of this instance's backend calls in the window.
     pub p95_ms: Option<u64>,
+    /// The fleet's backend calls in flight on average over the last complete
+    /// seconds (fleet scope only): above `SYNC_MAX_INFLIGHT`, requests are shed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet_inflight: Option<f64>,
     /// Milliseconds until the next probe may run, while open.
     pub next_probe_in_ms: Option<u64>,
     pub open_period_ms: u64,

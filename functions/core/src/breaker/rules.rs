@@ -75,13 +75,16 @@ impl BreakerState {
     }
 }
 
-/// Calls counted in one second of the window.
+/// Calls that ended in one second of the window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
     pub second: i64,
     pub calls: u32,
     pub errors: u32,
     pub slow: u32,
+    /// Their summed duration: by Little's law, a second's busy time over
+    /// 1,000 ms is how many calls were in flight on average.
+    pub busy_ms: u64,
 }
 
 impl Bucket {
@@ -89,8 +92,14 @@ impl Bucket {
         self.calls += other.calls;
         self.errors += other.errors;
         self.slow += other.slow;
+        self.busy_ms += other.busy_ms;
     }
 }
+
+/// Seconds the load estimate averages over. They end a second before the
+/// current one, so that every instance has reported them (each sends its
+/// counts once per `HEALTH_CACHE_MS`, 1 s by default).
+const LOAD_SECONDS: i64 = 2;
 
 /// The policy's breaker settings in the units the rules use.
 #[derive(Debug, Clone)]
@@ -104,6 +113,7 @@ pub struct Rules {
     open_max_ms: u64,
     close_after: u32,
     never_open: bool,
+    max_inflight: f64,
     /// A probe that never reports back (its task was dropped, its Lambda
     /// instance died) stops holding the half-open slot after this long.
     probe_timeout_ms: i64,
@@ -121,6 +131,7 @@ impl Rules {
             open_max_ms: p.breaker_open_max.max(p.breaker_open).as_millis() as u64,
             close_after: p.breaker_close_after.max(1),
             never_open: p.force_mode == ForceMode::Sync,
+            max_inflight: p.sync_max_inflight as f64,
             probe_timeout_ms: (p.sync_deadline.max(p.worker_deadline) * 2).as_millis() as i64,
         }
     }
@@ -140,6 +151,27 @@ impl Rules {
             .filter(|b| (from..=current).contains(&b.second))
             .for_each(|b| total.add(b));
         total
+    }
+
+    /// Backend calls in flight on average over the last complete seconds,
+    /// from buckets of the whole fleet.
+    pub fn load<'a>(&self, buckets: impl IntoIterator<Item = &'a Bucket>, now_ms: i64) -> f64 {
+        let last = now_ms.div_euclid(1000) - 2;
+        let busy: u64 = buckets
+            .into_iter()
+            .filter(|b| (last - LOAD_SECONDS + 1..=last).contains(&b.second))
+            .map(|b| b.busy_ms)
+            .sum();
+        busy as f64 / (LOAD_SECONDS * 1000) as f64
+    }
+
+    /// The share of sync attempts to shed at this load so that the rest
+    /// stay within `SYNC_MAX_INFLIGHT`: 0 below it, `1 - max/load` above.
+    pub fn shed_share(&self, load: f64) -> f64 {
+        match load > self.max_inflight {
+            true => 1.0 - self.max_inflight / load,
+            false => 0.0,
+        }
     }
 
     /// Whether a closed breaker with these totals must open.

@@ -358,3 +358,45 @@ async fn p95_and_time_since_recovery_are_reported() {
     advance(Duration::from_millis(1500)).await;
     assert_eq!(b.snapshot().await.closed_for_ms, Some(1500));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_fleet_sheds_the_share_of_load_above_sync_max_inflight() {
+    let store = Arc::new(Switchable::default());
+    let p = Policy {
+        sync_max_inflight: 4,
+        ..policy()
+    };
+    let clock = Arc::new(TokioClock::starting_at(1_700_000_000_000));
+    let gates: Vec<Breaker> = (0..2)
+        .map(|_| Breaker::shared(&p, store.clone(), clock.clone(), TTL))
+        .collect();
+    let local = Breaker::new(&p);
+    // Two seconds in which 10 one-second calls ended per second: on
+    // average 10 calls were in flight, 2.5 times SYNC_MAX_INFLIGHT.
+    for _ in 0..2 {
+        for g in [&gates[0], &local] {
+            calls(g, 10, CallOutcome::Answered, 1000).await;
+        }
+        advance(Duration::from_secs(1)).await;
+    }
+    gates[0].admit().await; // sends its counts
+    advance(TTL).await;
+    let s = gates[1].snapshot().await;
+    assert_eq!(s.state, "closed");
+    assert_eq!(s.fleet_inflight, Some(10.0));
+    // 1 - 4/10 = 60% of sync attempts go async (`overloaded`).
+    let mut shed = 0;
+    for _ in 0..1000 {
+        match gates[1].admit().await {
+            Admission::Shed => shed += 1,
+            a => assert_eq!(a, Admission::Sync),
+        }
+    }
+    assert!((520..=680).contains(&shed), "{shed} of 1000 shed");
+    // One process counts its own calls exactly (the engine's semaphore):
+    // its breaker never sheds by estimate.
+    for _ in 0..100 {
+        assert_eq!(local.admit().await, Admission::Sync);
+    }
+    assert_eq!(local.snapshot().await.fleet_inflight, None);
+}
