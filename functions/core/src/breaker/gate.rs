@@ -15,6 +15,7 @@
 //! the deadline while the backend is down. The instance's own window still
 //! sees the backend, so it still opens on a sick one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ pub struct Breaker {
     scope: &'static str,
     /// Whether to shed load by the fleet's estimated calls in flight.
     sheds: bool,
+    /// For a fallback: whether it is deciding now (its transitions are then
+    /// logged and counted like the fleet's; otherwise it only shadows).
+    deciding: AtomicBool,
     fallback: Option<Box<Breaker>>,
     cache: Mutex<Cache>,
     /// Held while a refresh runs, so only one call at a time goes out.
@@ -74,6 +78,7 @@ impl Breaker {
     ) -> Self {
         let mut gate = Self::build(p, store, clock.clone(), cache_ttl.as_millis() as i64);
         let local = Self::build(p, Arc::new(InProcessHealth::default()), clock, 0);
+        local.deciding.store(false, Ordering::Relaxed);
         gate.fallback = Some(Box::new(local.scoped("instance")));
         gate.sheds = true;
         gate.scoped("fleet")
@@ -87,6 +92,7 @@ impl Breaker {
             cache_ttl_ms: ttl,
             scope: "process",
             sheds: false,
+            deciding: AtomicBool::new(true),
             fallback: None,
             cache: Mutex::new(Cache {
                 state: BreakerState::initial(p.breaker_open),
@@ -110,8 +116,27 @@ impl Breaker {
     /// [`Metric::BreakerTransition`] (in a fleet, the instance whose write
     /// won reports it, so each transition is counted once).
     pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        if let Some(f) = self.fallback.take() {
+            self.fallback = Some(Box::new(f.with_metrics(metrics.clone())));
+        }
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Records why the store failed (`None`: it answered), handing the
+    /// decisions to the fallback or back.
+    fn set_unreachable(&self, c: &mut Cache, why: Option<String>) {
+        match (&c.unreachable, &why) {
+            (None, Some(e)) => tracing::warn!(scope = self.scope, error = %e,
+                "health store unreachable: this instance's breaker decides"),
+            (Some(e), None) => tracing::info!(scope = self.scope, was = %e,
+                "health store reachable again"),
+            _ => {}
+        }
+        if let Some(f) = &self.fallback {
+            f.deciding.store(why.is_some(), Ordering::Relaxed);
+        }
+        c.unreachable = why;
     }
 
     fn cache(&self) -> MutexGuard<'_, Cache> {
@@ -151,20 +176,14 @@ impl Breaker {
             c.fetched_ms = Some(now);
             match read {
                 Ok((state, window)) => {
-                    if let Some(why) = c.unreachable.take() {
-                        tracing::info!(scope = self.scope, %why, "health store reachable again");
-                    }
+                    self.set_unreachable(&mut c, None);
                     if let Some(state) = state {
                         c.state = state;
                     }
                     c.window = window;
                 }
                 Err(e) => {
-                    if c.unreachable.is_none() {
-                        tracing::warn!(scope = self.scope, error = %e,
-                            "health store unreachable: this instance's breaker decides");
-                    }
-                    c.unreachable = Some(e.to_string());
+                    self.set_unreachable(&mut c, Some(e.to_string()));
                     return;
                 }
             }
@@ -218,7 +237,7 @@ impl Breaker {
                 }
             }
             Err(StoreError::Unavailable(e)) => {
-                self.cache().unreachable = Some(e.clone());
+                self.set_unreachable(&mut self.cache(), Some(e.clone()));
             }
             Err(StoreError::Conflict) => {}
         }
@@ -226,17 +245,18 @@ impl Breaker {
     }
 
     fn report(&self, s: &BreakerState) {
-        let to = s.name();
+        let (to, scope) = (s.name(), self.scope);
+        if !self.deciding.load(Ordering::Relaxed) {
+            return tracing::debug!(scope, to, "shadow breaker transition");
+        }
         if let Some(m) = &self.metrics {
             m.record(Metric::BreakerTransition { to });
         }
-        let scope = self.scope;
         match s.mode {
-            Mode::Open { .. } if scope != "instance" => {
-                tracing::warn!(scope, open_ms = s.open_period_ms, "breaker opened")
+            Mode::Open { .. } => {
+                tracing::warn!(scope, to, open_ms = s.open_period_ms, "breaker opened")
             }
-            _ if scope != "instance" => tracing::info!(scope, to, "breaker transition"),
-            _ => tracing::debug!(scope, to, "instance breaker transition"),
+            _ => tracing::info!(scope, to, "breaker transition"),
         }
     }
 

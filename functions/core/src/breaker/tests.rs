@@ -157,16 +157,18 @@ async fn a_lost_probe_does_not_hold_the_slot_forever() {
     assert_eq!(b.admit().await, Admission::Probe);
 }
 
-#[tokio::test(start_paused = true)]
-async fn every_transition_is_reported_as_a_metric() {
-    struct Recorder(std::sync::Mutex<Vec<&'static str>>);
-    impl Metrics for Recorder {
-        fn record(&self, metric: Metric) {
-            if let Metric::BreakerTransition { to } = metric {
-                self.0.lock().unwrap().push(to);
-            }
+struct Recorder(std::sync::Mutex<Vec<&'static str>>);
+
+impl Metrics for Recorder {
+    fn record(&self, metric: Metric) {
+        if let Metric::BreakerTransition { to } = metric {
+            self.0.lock().unwrap().push(to);
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_transition_is_reported_as_a_metric() {
     let recorder = Arc::new(Recorder(Default::default()));
     let b = Breaker::new(&policy()).with_metrics(recorder.clone());
     calls(&b, 10, CallOutcome::Error, 5).await;
@@ -399,4 +401,20 @@ async fn the_fleet_sheds_the_share_of_load_above_sync_max_inflight() {
         assert_eq!(local.admit().await, Admission::Sync);
     }
     assert_eq!(local.snapshot().await.fleet_inflight, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_instance_breaker_reports_transitions_only_while_it_decides() {
+    let store = Arc::new(Switchable::default());
+    let recorder = Arc::new(Recorder(Default::default()));
+    let clock = Arc::new(TokioClock::starting_at(1_700_000_000_000));
+    let gate = Breaker::shared(&policy(), store.clone(), clock, TTL).with_metrics(recorder.clone());
+    // The fleet opens; the shadowing instance breaker opens too, silently.
+    calls(&gate, 10, CallOutcome::Error, 5).await;
+    assert_eq!(*recorder.0.lock().unwrap(), vec!["open"]);
+    // Without the store the instance breaker decides, and is heard.
+    store.down.store(true, Ordering::SeqCst);
+    advance(Duration::from_secs(5)).await;
+    assert_eq!(gate.admit().await, Admission::Probe);
+    assert_eq!(*recorder.0.lock().unwrap(), vec!["open", "half_open"]);
 }
