@@ -98,6 +98,15 @@ async fn timeout_fails_over_then_the_worker_completes_and_notifies() {
 
     let messages = s.receive().await;
     assert_eq!(messages.len(), 1);
+    let attribute = messages[0]
+        .message_attributes()
+        .and_then(|a| a.get("ticket_id"))
+        .and_then(|v| v.string_value());
+    assert_eq!(
+        attribute,
+        Some(id.as_str()),
+        "ticket id as a message attribute"
+    );
     let batch = s.work(&messages).await;
     assert!(failures(&batch).is_empty(), "{batch}");
     let t = s.ticket(&id).await;

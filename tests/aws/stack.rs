@@ -115,6 +115,7 @@ impl Stack {
             .wait_time_seconds(2)
             .visibility_timeout(30)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .send()
             .await
             .expect("receive")

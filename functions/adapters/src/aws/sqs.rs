@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use aws_sdk_sqs::Client;
+use failover_core::message::QueueMessage;
 use failover_core::ports::{Delivery, Queue, QueueError, QueueStats};
 
 #[derive(Clone)]
@@ -80,18 +81,30 @@ impl SqsQueue {
     }
 }
 
+fn string_attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| QueueError::Unavailable(e.to_string()))
+}
+
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
-        let out = self
+        let mut send = self
             .client
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
-            .delay_seconds(ceil_secs(delay).min(900))
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .delay_seconds(ceil_secs(delay).min(900));
+        // The ticket id as an attribute too, so that an operator looking at
+        // the queue or the DLQ (console, CLI) sees it without parsing bodies.
+        if let Ok(msg) = QueueMessage::parse(body) {
+            send =
+                send.message_attributes("ticket_id", string_attribute(&msg.ticket_id.to_string())?);
+        }
+        let out = send.send().await.map_err(unavailable)?;
         Ok(out.message_id.unwrap_or_default())
     }
 
@@ -160,16 +173,11 @@ impl Queue for SqsQueue {
         let Some(dlq) = &self.dlq_url else {
             return Err(QueueError::Unavailable("no DLQ_URL configured".into()));
         };
-        let reason = aws_sdk_sqs::types::MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(reason)
-            .build()
-            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
         self.client
             .send_message()
             .queue_url(dlq)
             .message_body(&delivery.body)
-            .message_attributes("reason", reason)
+            .message_attributes("reason", string_attribute(reason)?)
             .send()
             .await
             .map_err(unavailable)?;
