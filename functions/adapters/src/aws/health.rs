@@ -10,10 +10,12 @@
 //! conditional `SET` first. The state is replaced only if `version` is the
 //! one the writer read, so one instance wins each transition. Every write
 //! returns the whole item, so sending counts and reading the breaker is one
-//! call. The item is a few hundred bytes to ~1.5 KB (30 slots): a read is one
-//! read unit, and a write two; instances write once per `HEALTH_CACHE_MS` at
-//! most, which keeps the single item far below DynamoDB's per-item limit of
-//! 1,000 writes per second for fleets of hundreds of instances.
+//! call. A slot is ~40 bytes, so with the default 30 s window the item is
+//! ~1.5 KB: a read is one read unit, a write two (writes cost the item's
+//! size; the template caps the window at 120 s, ~5 KB). Instances write once
+//! per `HEALTH_CACHE_MS` at most, which keeps the single item below
+//! DynamoDB's limit of 1,000 write units per second per item for fleets of
+//! hundreds of instances.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::ReturnValue;
