@@ -133,26 +133,33 @@ impl Worker {
                     .postpone(&ticket, now, SOON + retry_delay(1, SOON, SOON))
                     .await;
             }
-            Admission::Sync | Admission::Probe => {}
-        }
-        if admission == Admission::Sync {
-            // Pace the backlog so a recovering backend is not flooded. The
-            // probe is not paced: it is one call, and recovery waits on it.
-            let closed_for = self.deps.health.closed_for().await;
-            // Waiting in hand costs no receive (each counts toward the
-            // dead-letter limit); a third of the lease keeps the message ours.
-            match self.drain.reserve(now, closed_for, self.lease() / 3) {
-                Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
-                Ok(_) => {}
-                Err(wait) => {
+            // Pace the backlog so a recovering backend is not flooded.
+            Admission::Sync => {
+                if let Err(delay) = self.pace(now).await {
                     self.outcome("paced");
-                    let delay = wait + retry_delay(1, wait, SOON);
                     return self.postpone(&ticket, now, delay).await;
                 }
             }
+            // Not paced: it is one call, and recovery waits on it.
+            Admission::Probe => {}
         }
         self.attempt(ticket, self.deps.clock.now_ms(), admission)
             .await
+    }
+
+    /// Waits for this attempt's drain slot, or says how long to defer the
+    /// message instead. Waiting in hand costs no receive (each counts toward
+    /// the dead-letter limit); up to a third of the lease keeps it ours.
+    async fn pace(&self, now: i64) -> Result<(), Duration> {
+        let closed_for = self.deps.health.closed_for().await;
+        match self.drain.reserve(now, closed_for, self.lease() / 3) {
+            Ok(wait) if wait.is_zero() => Ok(()),
+            Ok(wait) => {
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+            Err(wait) => Err(wait + retry_delay(1, wait, SOON)),
+        }
     }
 
     /// Defers the message without spending an attempt. A long deferral is
