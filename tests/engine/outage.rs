@@ -1,0 +1,136 @@
+//! The worker through an outage: it defers instead of burning attempts, the
+//! sweeper does not mistake the deferred backlog for lost messages, and
+//! after recovery the backlog drains at a bounded, ramped rate.
+
+use std::time::Duration;
+
+use failover_core::ports::TicketStore;
+use failover_core::ticket::Status;
+use failover_core::Policy;
+
+use crate::scripted::Step;
+use crate::{policy, sub, world};
+
+#[tokio::test(start_paused = true)]
+async fn while_the_breaker_is_open_the_worker_defers_without_burning_attempts() {
+    let w = world(policy(), Step::Answer(503, Duration::from_millis(5)));
+    // Four failed sync calls open the breaker (5 s).
+    for _ in 0..4 {
+        w.engine.submit(sub()).await.unwrap();
+    }
+    assert_eq!(w.engine.deps().health.snapshot().await.state, "open");
+    let calls_before = w.backend.calls().len();
+    w.backend
+        .set_default(Step::Answer(200, Duration::from_millis(5)));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.worker.clone().run(4, async move {
+        let _ = stopped.await;
+    }));
+    // Inside the open period nothing is attempted: tickets stay queued
+    // with no attempt spent.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(w.backend.calls().len(), calls_before, "no call while open");
+    // Then the worker probes, the backend answers, the backlog drains and
+    // the breaker closes without any API traffic.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let _ = stop.send(());
+    let _ = run.await;
+    assert_eq!(w.engine.deps().health.snapshot().await.state, "closed");
+    assert_eq!(
+        w.backend.calls().len(),
+        calls_before + 4,
+        "one call per ticket"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_recovery_the_backlog_drains_at_a_ramped_bounded_rate() {
+    let w = world(
+        Policy {
+            drain_max_rps: 10,
+            drain_ramp: Duration::from_secs(10),
+            ..policy()
+        },
+        Step::Answer(503, Duration::from_millis(5)),
+    );
+    for _ in 0..4 {
+        w.engine.submit(sub()).await.unwrap();
+    }
+    let mut backlog = Vec::new();
+    for _ in 0..36 {
+        backlog.push(w.accept().await);
+    }
+    assert_eq!(w.engine.deps().health.snapshot().await.state, "open");
+    w.backend
+        .set_default(Step::Answer(200, Duration::from_millis(5)));
+    let before = w.backend.calls().len();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.worker.clone().run(8, async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let _ = stop.send(());
+    let _ = run.await;
+    for id in backlog {
+        let t = w.store.get(&id).await.unwrap().unwrap();
+        assert_eq!((t.status, t.attempts), (Status::Succeeded, 1));
+    }
+    // The first three calls are the probes that close the breaker; every
+    // later one is spaced by the ramp: 1/s at first, 10/s after 10 s.
+    let calls = w.backend.calls()[before..].to_vec();
+    assert_eq!(calls.len(), 40);
+    let closed = calls[2];
+    let in_first = |s: u64| {
+        calls[3..]
+            .iter()
+            .filter(|c| c.duration_since(closed) < Duration::from_secs(s))
+            .count()
+    };
+    // Integral of the rate 1 + 0.9 t over the first 2 s (+1: a slot at 0).
+    assert!(in_first(2) <= 4, "{} calls in the first 2 s", in_first(2));
+    for pair in calls[3..].windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(gap >= Duration::from_millis(99), "gap {gap:?}");
+    }
+    let drained = calls[39].duration_since(closed);
+    assert!(
+        drained < Duration::from_secs(15),
+        "drained after {drained:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_outage_backlog_is_deferred_not_swept_as_lost() {
+    let w = world(policy(), Step::Answer(503, Duration::from_millis(5)));
+    for _ in 0..4 {
+        w.engine.submit(sub()).await.unwrap();
+    }
+    let mut backlog = Vec::new();
+    for _ in 0..20 {
+        backlog.push(w.accept().await);
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.worker.clone().run(4, async move {
+        let _ = stopped.await;
+    }));
+    // Forty minutes of outage, swept every minute as local mode does: the
+    // worker keeps deferring the backlog, and the sweeper never mistakes
+    // a deferred ticket for a lost one.
+    let grace = failover_worker::sweeper::GRACE;
+    for minute in 0..40 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let swept = w.worker.sweep(grace).await.unwrap();
+        assert_eq!(swept, 0, "minute {minute}: {swept} tickets re-enqueued");
+    }
+    assert_eq!(w.engine.deps().health.snapshot().await.state, "open");
+    // Recovery: every ticket succeeds after the probes close the breaker.
+    w.backend
+        .set_default(Step::Answer(200, Duration::from_millis(5)));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let _ = stop.send(());
+    let _ = run.await;
+    for id in backlog {
+        let t = w.store.get(&id).await.unwrap().unwrap();
+        assert_eq!(t.status, Status::Succeeded, "{t:?}");
+    }
+}
