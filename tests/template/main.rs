@@ -10,6 +10,8 @@ use failover_core::config::POLICY_VARIABLES;
 use failover_core::Policy;
 use serde_yaml::Value;
 
+mod alarms;
+
 const TEMPLATE: &str = include_str!("../../template.yaml");
 
 fn template() -> Value {

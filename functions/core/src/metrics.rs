@@ -64,11 +64,14 @@ impl Emf {
                 ("BreakerTransition", "Count", 1.0, Some(("State", to)))
             }
         };
-        let mut dims = vec!["Service"];
+        // CloudWatch tells metrics apart by their whole set of dimensions,
+        // so a metric with a second dimension is also declared without it:
+        // an alarm on the per-service total then finds it.
+        let mut dims = vec![vec!["Service"]];
         let mut doc = Map::new();
         doc.insert("Service".into(), Value::String(self.service.clone()));
         if let Some((dim, v)) = extra {
-            dims.push(dim);
+            dims.insert(0, vec!["Service", dim]);
             doc.insert(dim.into(), Value::String(v.to_string()));
         }
         doc.insert(name.into(), json!(value));
@@ -78,7 +81,7 @@ impl Emf {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
-                    "Dimensions": [dims],
+                    "Dimensions": dims,
                     "Metrics": [{"Name": name, "Unit": unit}],
                 }],
             }),
@@ -110,8 +113,13 @@ mod tests {
         assert_eq!(d["Service"], "api");
         let m = &d["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(m["Namespace"], "FailoverGateway");
-        assert_eq!(m["Dimensions"][0], json!(["Service", "Reason"]));
+        assert_eq!(m["Dimensions"], json!([["Service", "Reason"], ["Service"]]));
         assert_eq!(m["Metrics"][0]["Name"], "Failover");
         assert_eq!(d["_aws"]["Timestamp"], 42);
+        let plain = emf.document(&Metric::CaptureFailed, 42);
+        assert_eq!(
+            plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Service"]])
+        );
     }
 }
