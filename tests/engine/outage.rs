@@ -134,3 +134,27 @@ async fn a_long_outage_backlog_is_deferred_not_swept_as_lost() {
         assert_eq!(t.status, Status::Succeeded, "{t:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_backlog_deeper_than_the_grace_period_gets_one_message_per_period() {
+    use failover_core::ports::Queue;
+    let w = world(policy(), Step::Answer(200, Duration::from_millis(5)));
+    for _ in 0..5 {
+        w.accept().await;
+    }
+    // Nobody works the queue: the messages wait, visible, past the grace.
+    let grace = failover_worker::sweeper::GRACE;
+    let depth = || async { w.store.stats().await.unwrap().visible };
+    tokio::time::advance(grace + Duration::from_secs(60)).await;
+    assert_eq!(w.worker.sweep(grace).await.unwrap(), 5);
+    assert_eq!(depth().await, 10);
+    // Later sweeps within the grace period add nothing...
+    for _ in 0..2 {
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert_eq!(w.worker.sweep(grace).await.unwrap(), 0);
+    }
+    assert_eq!(depth().await, 10);
+    // ...and after another period, one message more per ticket.
+    tokio::time::advance(grace).await;
+    assert_eq!(w.worker.sweep(grace).await.unwrap(), 5);
+}

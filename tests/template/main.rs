@@ -340,3 +340,20 @@ fn walk(v: &Value, f: &mut dyn FnMut(&Value)) {
         _ => {}
     }
 }
+
+#[test]
+fn every_function_may_write_the_table() {
+    // All three write tickets (the sweeper marks what it re-enqueues), and
+    // api and worker the fleet's breaker: a read-only policy would fail
+    // only in AWS, where the emulators enforce no IAM.
+    let t = template();
+    for function in ["ApiFunction", "WorkerFunction", "SweeperFunction"] {
+        let policies = at(&t, &["Resources", function, "Properties", "Policies"]);
+        let writes = policies.as_sequence().expect("policies").iter().any(|p| {
+            ["DynamoDBCrudPolicy", "DynamoDBWritePolicy"]
+                .iter()
+                .any(|name| tag(&p[*name]["TableName"], "!Ref").is_some())
+        });
+        assert!(writes, "{function} cannot write the table");
+    }
+}

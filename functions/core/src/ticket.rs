@@ -298,6 +298,26 @@ impl Ticket {
         Ok(t)
     }
 
+    /// Re-enqueued by the sweeper: due now, so that it is swept again only
+    /// if it waits another grace period (a queued ticket's next attempt, a
+    /// processing ticket's long-expired lease, move to `now`).
+    pub fn swept(&self, now: i64) -> Result<Ticket, IllegalTransition> {
+        let mut t = self.clone();
+        match self.status {
+            Status::Queued => t.next_attempt_at = Some(now),
+            Status::Processing if self.lease_expired(now) => t.lease_until = Some(now),
+            status => {
+                return Err(IllegalTransition {
+                    from: status,
+                    to: status,
+                })
+            }
+        }
+        t.version += 1;
+        t.updated_at = now;
+        Ok(t)
+    }
+
     /// A retryable failure: back to `queued` until `next_at`.
     pub fn retry_at(
         &self,

@@ -82,3 +82,29 @@ fn postponing_moves_the_due_time_of_a_queued_ticket_only() {
     let claimed = t.claim(2_000, 3_000).unwrap();
     assert!(claimed.postpone(2_000, 9_000).is_err());
 }
+
+#[test]
+fn a_swept_ticket_is_due_now() {
+    let t = ticket();
+    let q = t.swept(5_000).unwrap();
+    assert_eq!(
+        (q.status, q.version, q.due_at()),
+        (Status::Queued, 2, Some(5_000))
+    );
+    // A processing ticket only once its lease has run out.
+    let p = t.claim(2_000, 3_000).unwrap();
+    assert!(p.swept(2_500).is_err());
+    let p = p.swept(9_000).unwrap();
+    assert_eq!((p.status, p.due_at()), (Status::Processing, Some(9_000)));
+    let done = p
+        .succeed(
+            9_100,
+            BackendResult {
+                status_code: 200,
+                body: "ok".into(),
+                content_type: None,
+            },
+        )
+        .unwrap();
+    assert!(done.swept(10_000).is_err());
+}

@@ -5,8 +5,11 @@
 //! a redelivery, a message is redriven while its ticket still waits). A
 //! non-terminal ticket whose due time — next attempt, end of lease, or
 //! creation — passed more than [`GRACE`] ago has nobody working on it; the
-//! sweeper sends it a fresh message. A duplicate is harmless: the worker's
-//! compare-and-set lets one delivery act and acknowledges the others.
+//! sweeper sends it a fresh message, then marks the ticket due now, so a
+//! ticket stuck behind a backlog deeper than [`GRACE`] gets one more message
+//! per grace period, not one per sweep. A duplicate is harmless: the
+//! worker's compare-and-set lets one delivery act and acknowledges the
+//! others.
 
 use std::time::Duration;
 
@@ -31,13 +34,27 @@ impl Worker {
         let lost = self.deps.tickets.overdue(before, BATCH).await?;
         let mut sent = 0;
         for id in lost {
+            let Some(ticket) = self.deps.tickets.get(&id).await? else {
+                continue;
+            };
+            // Moved on since the index was read (claimed, finished): skip.
+            let Ok(marked) = ticket.swept(now) else {
+                continue;
+            };
             let body = QueueMessage::new(id).to_body();
-            match self.deps.queue.send(&body, Duration::ZERO).await {
-                Ok(_) => {
-                    tracing::warn!(ticket_id = %id, "ticket had no live message: re-enqueued");
-                    sent += 1;
-                }
-                Err(e) => tracing::error!(ticket_id = %id, error = %e, "could not re-enqueue"),
+            if let Err(e) = self.deps.queue.send(&body, Duration::ZERO).await {
+                tracing::error!(ticket_id = %id, error = %e, "could not re-enqueue");
+                continue;
+            }
+            tracing::warn!(ticket_id = %id, "ticket had no live message: re-enqueued");
+            sent += 1;
+            // If this loses a race, the ticket moved on: nothing to mark.
+            let marking = self
+                .deps
+                .tickets
+                .update(&marked, ticket.status, ticket.version);
+            if let Err(e @ StoreError::Unavailable(_)) = marking.await {
+                tracing::warn!(ticket_id = %id, error = %e, "could not mark the ticket swept");
             }
         }
         Ok(sent)
