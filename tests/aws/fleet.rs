@@ -175,3 +175,49 @@ async fn the_fleet_sheds_load_above_sync_max_inflight() {
     assert!(load > 0.5, "{h}");
     assert_eq!(h["breaker"]["state"], "closed", "{h}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_open_the_worker_function_resends_a_long_deferral() {
+    // The api function opens the fleet's breaker for two minutes; the worker
+    // function, sharing the table, sees it open and defers its message.
+    let extra = [
+        ("BREAKER_MIN_CALLS", "3".to_string()),
+        ("BREAKER_OPEN_MS", "120000".to_string()),
+    ];
+    let s = Stack::start_with(&extra, &extra).await;
+    s.backend.set_default(Behaviour::status(503, "{}"));
+    for _ in 0..3 {
+        s.post(&[], "{}").await;
+    }
+    let messages = s.receive().await;
+    assert_eq!(messages.len(), 3);
+    let calls = s.backend.calls().len();
+    let batch = s.work(&messages[..1]).await;
+    // A two-minute wait is not a visibility change (which would count as a
+    // receive toward the DLQ) but a delayed copy, so the record is done.
+    assert!(crate::stack::failures(&batch).is_empty(), "{batch}");
+    assert_eq!(s.backend.calls().len(), calls, "no attempt while open");
+    let delayed = aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed;
+    let attrs = s
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&s.env.queue_url)
+        .attribute_names(delayed.clone())
+        .send()
+        .await
+        .expect("queue attributes");
+    let count = attrs
+        .attributes()
+        .and_then(|a| a.get(&delayed))
+        .map(String::as_str);
+    assert_eq!(count, Some("1"), "{attrs:?}");
+    let msg: serde_json::Value =
+        serde_json::from_str(messages[0].body().unwrap_or_default()).expect("message body");
+    let ticket = s
+        .ticket(msg["ticket_id"].as_str().expect("ticket id"))
+        .await;
+    assert_eq!(
+        (ticket.status, ticket.attempts),
+        (failover_core::ticket::Status::Queued, 0)
+    );
+}

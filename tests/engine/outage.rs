@@ -158,3 +158,35 @@ async fn a_backlog_deeper_than_the_grace_period_gets_one_message_per_period() {
     tokio::time::advance(grace).await;
     assert_eq!(w.worker.sweep(grace).await.unwrap(), 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_of_hours_sends_nothing_to_the_dead_letter_queue() {
+    let w = world(policy(), Step::Answer(503, Duration::from_millis(5)));
+    for _ in 0..4 {
+        w.engine.submit(sub()).await.unwrap();
+    }
+    let mut backlog = Vec::new();
+    for _ in 0..10 {
+        backlog.push(w.accept().await);
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.worker.clone().run(4, async move {
+        let _ = stopped.await;
+    }));
+    // Ten hours down, the open period capped at 5 minutes: ~120 deferrals
+    // per message, more than the queue's 100 receives before it
+    // dead-letters. Long deferrals re-send the message instead, so none is
+    // received that often, and no sweeper is needed to recover any.
+    tokio::time::sleep(Duration::from_secs(10 * 3600)).await;
+    assert_eq!(w.engine.deps().health.snapshot().await.state, "open");
+    w.backend
+        .set_default(Step::Answer(200, Duration::from_millis(5)));
+    tokio::time::sleep(Duration::from_secs(900)).await;
+    let _ = stop.send(());
+    let _ = run.await;
+    assert_eq!(w.store.dead_letters(), Vec::new(), "dead-lettered");
+    for id in backlog {
+        let t = w.store.get(&id).await.unwrap().unwrap();
+        assert_eq!(t.status, Status::Succeeded, "{t:?}");
+    }
+}

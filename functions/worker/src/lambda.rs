@@ -6,8 +6,9 @@
 //! while the invocation has time left. The answer is an `SqsBatchResponse`
 //! whose `batchItemFailures` list exactly the messages that must come back:
 //! a retry (its visibility was first set to the backoff delay, so it returns
-//! when due) or a record that could not finish in time. Acknowledged and
-//! dead-lettered records are left out, and Lambda deletes them.
+//! when due) or a record that could not finish in time. Acknowledged,
+//! requeued (a delayed copy was sent) and dead-lettered records are left
+//! out, and Lambda deletes them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,8 @@ pub async fn handle_batch(
                     worker.settle(&d, retry).await;
                     true
                 }
+                // Copy sent (and this one deleted): done; else keep it.
+                Ok(requeue @ Disposition::Requeue(_)) => !worker.settle(&d, requeue).await,
                 Err(_) => {
                     tracing::warn!(message_id = %d.message_id, "invocation ran out of time");
                     true

@@ -57,12 +57,24 @@ impl Worker {
     }
 
     /// Applies a disposition to the queue; false if the queue refused it
-    /// (the message then reappears after its visibility timeout).
+    /// (the message then reappears after its visibility timeout) or, for a
+    /// requeue, if the fresh copy could not be sent (this one is then
+    /// deferred instead, and must be kept).
     pub async fn settle(&self, delivery: &Delivery, disposition: Disposition) -> bool {
         let queue = &self.deps.queue;
         let done = match &disposition {
             Disposition::Ack => queue.ack(&delivery.receipt).await,
             Disposition::Retry(delay) => queue.defer(&delivery.receipt, *delay).await,
+            Disposition::Requeue(delay) => match queue.send(&delivery.body, *delay).await {
+                // The copy is out: this one goes (a failed delete only
+                // leaves a duplicate, which the ticket makes harmless).
+                Ok(_) => queue.ack(&delivery.receipt).await.or(Ok(())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not requeue: deferring instead");
+                    let _ = queue.defer(&delivery.receipt, *delay).await;
+                    Err(e)
+                }
+            },
             Disposition::DeadLetter(reason) => queue.dead_letter(delivery, reason).await,
         };
         match done {

@@ -26,6 +26,10 @@ pub enum Disposition {
     Ack,
     /// Make it visible again after this delay.
     Retry(Duration),
+    /// Send a fresh copy due after this delay, then delete this one: a long
+    /// wait that, unlike a visibility change, does not count as a receive
+    /// toward the dead-letter limit.
+    Requeue(Duration),
     /// It can never be processed.
     DeadLetter(String),
 }
@@ -33,6 +37,11 @@ pub enum Disposition {
 /// Short pause when the store is unreachable or a race was lost: look again
 /// soon, the ticket will say what is left to do.
 const SOON: Duration = Duration::from_secs(1);
+
+/// Deferrals at least this long re-send the message instead of hiding it:
+/// an outage of hours would otherwise spend a receive per open period and
+/// push its backlog into the dead-letter queue.
+const REQUEUE_FROM: Duration = Duration::from_secs(60);
 
 fn until(now: i64, at: i64) -> Duration {
     Duration::from_millis((at - now).max(0) as u64)
@@ -182,7 +191,10 @@ impl Worker {
                 }
             }
         }
-        Disposition::Retry(delay)
+        match delay >= REQUEUE_FROM {
+            true => Disposition::Requeue(delay),
+            false => Disposition::Retry(delay),
+        }
     }
 
     async fn attempt(&self, ticket: Ticket, now: i64, admission: Admission) -> Disposition {
@@ -237,16 +249,28 @@ impl Worker {
             (_, response) => {
                 let last = response.as_ref().map(to_result);
                 tracing::warn!(attempt = claimed.attempts, %problem, "attempt failed");
-                if claimed.attempts >= self.policy.max_attempts {
+                // A failed probe tested the backend, not this request: it
+                // spends none of the ticket's attempts (else an outage of
+                // hours, probed by workers, would exhaust the backlog) and
+                // comes back when the reopened breaker next allows.
+                let probe = admission == Admission::Probe;
+                if !probe && claimed.attempts >= self.policy.max_attempts {
                     return self.exhausted(&claimed, now, last).await;
                 }
-                let delay = retry_delay(
-                    claimed.attempts,
-                    self.policy.retry_base,
-                    self.policy.retry_max,
-                );
+                let delay = match probe {
+                    true => SOON,
+                    false => retry_delay(
+                        claimed.attempts,
+                        self.policy.retry_base,
+                        self.policy.retry_max,
+                    ),
+                };
                 let next_at = now + delay.as_millis() as i64;
-                match claimed.retry_at(now, next_at, last) {
+                let retry = claimed.retry_at(now, next_at, last).map(|mut next| {
+                    next.attempts -= u32::from(probe);
+                    next
+                });
+                match retry {
                     Ok(next) => match self
                         .deps
                         .tickets
