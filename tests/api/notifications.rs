@@ -19,19 +19,20 @@ async fn accepted_with_callback(app: &failover_tests::spawn::TestApp, url: &str)
     body["ticket_id"].as_str().unwrap().to_string()
 }
 
+/// Whether a ticket lists a delivered webhook.
+fn webhook_delivered(t: &Value) -> bool {
+    t["notifications"].as_array().is_some_and(|n| {
+        n.iter()
+            .any(|a| a["channel"] == "webhook" && a["delivered"] == true)
+    })
+}
+
 #[tokio::test]
 async fn the_webhook_is_signed_per_standard_webhooks() {
     let app = spawn_app_with(test_policy(), Behaviour::ok(r#"{"paid":true}"#)).await;
     let hook = Receiver::start().await;
     let id = accepted_with_callback(&app, &hook.url).await;
-    let t = app
-        .wait_for(&id, |t| {
-            t["notifications"].as_array().is_some_and(|n| {
-                n.iter()
-                    .any(|a| a["channel"] == "webhook" && a["delivered"] == true)
-            })
-        })
-        .await;
+    let t = app.wait_for(&id, webhook_delivered).await;
     assert_eq!(t["status"], "succeeded");
 
     let got = hook.deliveries();
@@ -62,14 +63,7 @@ async fn failed_deliveries_are_retried_with_a_stable_id_and_recorded() {
     let hook = Receiver::start().await;
     hook.fail_with(&[500, 503]);
     let id = accepted_with_callback(&app, &hook.url).await;
-    let t = app
-        .wait_for(&id, |t| {
-            t["notifications"].as_array().is_some_and(|n| {
-                n.iter()
-                    .any(|a| a["channel"] == "webhook" && a["delivered"] == true)
-            })
-        })
-        .await;
+    let t = app.wait_for(&id, webhook_delivered).await;
     let webhook: Vec<&Value> = t["notifications"]
         .as_array()
         .unwrap()

@@ -89,12 +89,7 @@ pub async fn run() -> anyhow::Result<()> {
             while started.elapsed() < end_at {
                 let sent = started.elapsed();
                 let t = Instant::now();
-                let resp = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(format!(r#"{{"client":{c},"i":{i}}}"#))
-                    .send()
-                    .await?;
+                let resp = crate::load::post_request(&client, &url, c, i).await?;
                 let status = resp.status().as_u16();
                 let body: Value = resp.json().await.unwrap_or(Value::Null);
                 out.push(Sample {

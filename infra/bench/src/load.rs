@@ -63,6 +63,21 @@ impl LoadResult {
 }
 
 /// `total` POSTs of a small JSON body from `concurrency` closed-loop clients.
+/// One request of load client `c`, its `i`th: a small distinct JSON body.
+pub async fn post_request(
+    client: &reqwest::Client,
+    url: &str,
+    c: usize,
+    i: u64,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"client":{c},"i":{i}}}"#))
+        .send()
+        .await
+}
+
 pub async fn run_load(url: &str, concurrency: usize, total: usize) -> anyhow::Result<LoadResult> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
@@ -77,12 +92,7 @@ pub async fn run_load(url: &str, concurrency: usize, total: usize) -> anyhow::Re
             let mut out = Vec::with_capacity(n);
             for i in 0..n {
                 let t = Instant::now();
-                let resp = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(format!(r#"{{"client":{c},"i":{i}}}"#))
-                    .send()
-                    .await?;
+                let resp = post_request(&client, &url, c, i as u64).await?;
                 let status = resp.status().as_u16();
                 resp.bytes().await?;
                 out.push((t.elapsed(), status));

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use failover_core::ports::{Clock, IdemRecord, IdempotencyStore, StoreError, TicketStore};
@@ -153,7 +154,8 @@ impl DynamoStore {
         .await
     }
 
-    async fn get_live(&self, pk: String) -> Result<Option<Item>, StoreError> {
+    /// A strongly consistent read of one item.
+    pub(super) async fn get_consistent(&self, pk: String) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -163,8 +165,32 @@ impl DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    async fn get_live(&self, pk: String) -> Result<Option<Item>, StoreError> {
+        let item = self.get_consistent(pk).await?;
         let now = self.clock.now_ms();
-        Ok(out.item.filter(|i| purge_ms(i) > now))
+        Ok(item.filter(|i| purge_ms(i) > now))
+    }
+
+    /// One shard of the sparse `overdue` index, earliest due first; only
+    /// items due before `before`, if given.
+    fn overdue_shard(&self, shard: u32, before: Option<i64>) -> QueryFluentBuilder {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OVERDUE_INDEX)
+            .expression_attribute_names("#s", OVERDUE_SHARD)
+            .expression_attribute_values(":s", s(shard.to_string()));
+        match before {
+            None => query.key_condition_expression("#s = :s"),
+            Some(before) => query
+                .key_condition_expression("#s = :s AND #d < :b")
+                .expression_attribute_names("#d", OVERDUE_DUE)
+                .expression_attribute_values(":b", n(before)),
+        }
     }
 
     async fn delete_at(&self, pk: String, expected_version: u64) -> Result<(), StoreError> {
@@ -218,14 +244,7 @@ impl TicketStore for DynamoStore {
         // The earliest live item of each shard, in index order.
         for shard in 0..OVERDUE_SHARDS {
             let mut pages = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(OVERDUE_INDEX)
-                .key_condition_expression("#s = :s")
-                .expression_attribute_names("#s", OVERDUE_SHARD)
-                .expression_attribute_values(":s", s(shard.to_string()))
-                .scan_index_forward(true)
+                .overdue_shard(shard, None)
                 .limit(10)
                 .into_paginator()
                 .items()
@@ -250,15 +269,7 @@ impl TicketStore for DynamoStore {
         let mut found = Vec::new();
         for shard in 0..OVERDUE_SHARDS {
             let mut pages = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(OVERDUE_INDEX)
-                .key_condition_expression("#s = :s AND #d < :b")
-                .expression_attribute_names("#s", OVERDUE_SHARD)
-                .expression_attribute_names("#d", OVERDUE_DUE)
-                .expression_attribute_values(":s", s(shard.to_string()))
-                .expression_attribute_values(":b", n(before))
+                .overdue_shard(shard, Some(before))
                 .into_paginator()
                 .items()
                 .send();

@@ -26,7 +26,6 @@ use failover_core::ports::StoreError;
 
 use super::dynamodb::{conditional, encode, n, s, DynamoStore, Item};
 use super::env::TABLE_KEY;
-use super::unavailable;
 
 const HEALTH_KEY: &str = "H#breaker";
 
@@ -118,16 +117,7 @@ impl HealthStore for DynamoStore {
             }
         }
         if item.is_none() {
-            item = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key(TABLE_KEY, s(HEALTH_KEY))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(unavailable)?
-                .item;
+            item = self.get_consistent(HEALTH_KEY.into()).await?;
         }
         record_of(item, window_s)
     }
