@@ -104,12 +104,12 @@ const LOAD_SECONDS: i64 = 2;
 /// The policy's breaker settings in the units the rules use.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    pub window_s: i64,
+    pub(crate) window_s: i64,
     min_calls: u32,
     error_rate: f64,
     slow_rate: f64,
-    pub slow_call: Duration,
-    pub open_ms: u64,
+    slow_call: Duration,
+    pub(crate) open_ms: u64,
     open_max_ms: u64,
     close_after: u32,
     never_open: bool,

@@ -32,8 +32,8 @@ pub trait HealthStore: Send + Sync {
 }
 
 /// Merges `count` into a ring of slots by the rule [`HealthStore::exchange`]
-/// states; shared by the stores that hold the ring in memory.
-pub fn merge_into_ring(ring: &mut Vec<Bucket>, count: &Bucket, window_s: i64) {
+/// states.
+fn merge_into_ring(ring: &mut Vec<Bucket>, count: &Bucket, window_s: i64) {
     let len = window_s.max(1) as usize;
     if ring.len() != len {
         ring.resize(len, Bucket::default());
