@@ -37,8 +37,6 @@ pub struct Breaker {
     cache_ttl_ms: i64,
     /// `process`, `fleet`, or `instance` (a fleet gate's fallback).
     scope: &'static str,
-    /// Whether to shed load by the fleet's estimated calls in flight.
-    sheds: bool,
     /// For a fallback: whether it is deciding now (its transitions are then
     /// logged and counted like the fleet's; otherwise it only shadows).
     deciding: AtomicBool,
@@ -79,7 +77,6 @@ impl Breaker {
         let local = Self::build(p, Arc::new(InProcessHealth::default()), clock, 0);
         local.deciding.store(false, Ordering::Relaxed);
         gate.fallback = Some(Box::new(local.scoped("instance")));
-        gate.sheds = true;
         gate.scoped("fleet")
     }
 
@@ -90,7 +87,6 @@ impl Breaker {
             clock,
             cache_ttl_ms: ttl,
             scope: "process",
-            sheds: false,
             deciding: AtomicBool::new(true),
             fallback: None,
             cache: Mutex::new(Cache {
@@ -132,6 +128,13 @@ impl Breaker {
         self.latencies.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether this gate sheds load by the fleet's estimated calls in flight:
+    /// only a fleet gate (the one with a fallback) does; in one process the
+    /// engine counts its own calls exactly.
+    fn sheds(&self) -> bool {
+        self.fallback.is_some()
+    }
+
     /// The fallback, while the store is unreachable.
     fn degraded(&self) -> Option<&Breaker> {
         let down = self.cache().unreachable.is_some();
@@ -154,7 +157,7 @@ impl Breaker {
         let state = self.cache().state.clone();
         let (admission, next) = self.rules.admit(&state, now);
         let Some(next) = next else {
-            if admission == Admission::Sync && self.sheds {
+            if admission == Admission::Sync && self.sheds() {
                 let share = self.rules.shed_share(self.load(now));
                 if share > 0.0 && rand::random::<f64>() < share {
                     return Admission::Shed;
@@ -284,7 +287,7 @@ impl Breaker {
             slow_rate: rate(t.slow),
             p95_ms: self.latencies().p95_since(window_from),
             fleet_inflight: self
-                .sheds
+                .sheds()
                 .then(|| self.rules.load(c.window.iter().chain(&c.pending), now)),
             next_probe_in_ms,
             open_period_ms: c.state.open_period_ms,
