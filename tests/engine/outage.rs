@@ -190,3 +190,36 @@ async fn an_outage_of_hours_sends_nothing_to_the_dead_letter_queue() {
         assert_eq!(t.status, Status::Succeeded, "{t:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_requeue_that_cannot_send_keeps_the_message() {
+    use failover_adapters::fault::Faults;
+    use failover_core::ports::Queue;
+    use failover_worker::Disposition;
+    let w = world(policy(), Step::Answer(200, Duration::from_millis(5)));
+    w.accept().await;
+    let wait = Duration::from_secs(120);
+    let receive = || async {
+        w.store
+            .receive(10, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap()
+    };
+    let first = receive().await.remove(0);
+    // The copy cannot be sent: the original is deferred instead, not lost.
+    Faults::set(&w.faults.queue_send, true);
+    assert!(!w.worker.settle(&first, Disposition::Requeue(wait)).await);
+    Faults::set(&w.faults.queue_send, false);
+    tokio::time::advance(wait + Duration::from_secs(1)).await;
+    let again = receive().await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message_id, first.message_id, "the same message");
+    // Sent: a delayed copy replaces it.
+    assert!(w.worker.settle(&again[0], Disposition::Requeue(wait)).await);
+    assert!(receive().await.is_empty(), "delayed");
+    tokio::time::advance(wait + Duration::from_secs(1)).await;
+    let copy = receive().await;
+    assert_eq!(copy.len(), 1);
+    assert_ne!(copy[0].message_id, first.message_id, "a fresh copy");
+    assert_eq!(copy[0].body, first.body);
+}

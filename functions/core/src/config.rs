@@ -303,6 +303,15 @@ mod tests {
         assert!(read(&[("FORCE_MODE", "maybe")]).is_err());
         assert!(read(&[("WEBHOOK_SECRET", "nope")]).is_err());
         assert!(read(&[("MAX_ATTEMPTS", "0")]).is_err());
+        for (name, bad) in [
+            ("HEALTH_CACHE_MS", "0"),
+            ("DRAIN_MAX_RPS", "-1"),
+            ("DRAIN_MAX_RPS", "fast"),
+            ("DRAIN_RAMP_S", "0"),
+        ] {
+            let e = read(&[(name, bad)]).unwrap_err();
+            assert_eq!(e.name, name, "{bad}");
+        }
     }
 
     #[test]
@@ -310,5 +319,11 @@ mod tests {
         let p = read(&[("SYNC_DEADLINE_MS", "250"), ("FORCE_MODE", "async")]).unwrap();
         assert_eq!(p.sync_deadline, Duration::from_millis(250));
         assert_eq!(p.force_mode, ForceMode::Async);
+        // 0 is a valid drain bound: none.
+        let p = read(&[("DRAIN_MAX_RPS", "0"), ("HEALTH_CACHE_MS", "250")]).unwrap();
+        assert_eq!(
+            (p.drain_max_rps, p.health_cache),
+            (0, Duration::from_millis(250))
+        );
     }
 }
