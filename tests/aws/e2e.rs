@@ -282,46 +282,16 @@ async fn logs_are_json_with_the_ticket_id_and_metrics_are_emf() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduled_sweeper_re_enqueues_a_lost_ticket() {
-    use failover_core::ports::TicketStore;
-    use failover_core::ticket::{CapturedRequest, Reason, Ticket, TicketId};
     let s = Stack::start().await;
-    let mut sweeper = failover_tests::lambda_runtime::LambdaHarness::start().await;
-    sweeper.spawn(
-        crate::stack::SWEEPER_BIN,
-        "sweeper",
-        &crate::stack::function_env(&s.env, &s.backend.url),
-    );
-    // Written 20 minutes ago, its message never sent.
-    let created = failover_core::Clock::now_ms(&failover_core::ports::SystemClock) - 20 * 60_000;
-    let req = CapturedRequest {
-        body: r#"{"amount": 8}"#.into(),
-        content_type: "application/json".into(),
-        request_id: "r".into(),
-        callback_url: None,
-    };
-    let orphan = Ticket::new(TicketId::new(), Reason::Timeout, req, created, 3_600_000);
-    s.store.create(&orphan).await.unwrap();
-    let scheduled = serde_json::json!({
-        "version": "0",
-        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": "2026-11-29T00:00:00Z",
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/sweeper"],
-        "detail": {}
-    });
+    let sweeper = s.sweeper().await;
+    let orphan = s.lost_ticket().await;
     let out = sweeper
-        .invoke(scheduled, Duration::from_secs(30))
+        .invoke(failover_tests::events::scheduled(), Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(out["reenqueued"], 1, "{out}");
     let messages = s.receive().await;
     assert_eq!(messages.len(), 1);
     assert!(failures(&s.work(&messages).await).is_empty());
-    assert_eq!(
-        s.ticket(&orphan.id.to_string()).await.status,
-        Status::Succeeded
-    );
+    assert_eq!(s.ticket(&orphan).await.status, Status::Succeeded);
 }

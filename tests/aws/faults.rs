@@ -2,9 +2,9 @@
 //! into a 202 for a request that could be lost, and never loses a message.
 
 use failover_core::ticket::Status;
-use failover_tests::lambda_runtime::LambdaHarness;
+use failover_lambda::Handler;
 
-use crate::stack::{body, failures, function_env, Stack, WORKER_BIN};
+use crate::stack::{body, failures, function_env, Stack};
 
 pub fn closed_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -63,8 +63,8 @@ async fn dynamodb_unreachable_in_the_worker_retries_the_message() {
     assert!(s.backend.calls().is_empty());
 
     // The store is back (a healthy worker instance): nothing was lost.
-    let mut healthy = LambdaHarness::start().await;
-    healthy.spawn(WORKER_BIN, "worker", &function_env(&s.env, &s.backend.url));
+    let env = function_env(&s.env, &s.backend.url);
+    let healthy = s.functions.start(Handler::Worker, &env).await;
     let mut again = Vec::new();
     for _ in 0..5 {
         again = s.receive().await;

@@ -4,12 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use failover_lambda::Handler;
 use failover_tests::events;
 use failover_tests::lambda_runtime::LambdaHarness;
 use failover_tests::mock_backend::Behaviour;
 use serde_json::Value;
 
-use crate::stack::{body, function_env, Stack, API_BIN};
+use crate::stack::{body, function_env, Stack};
 
 fn breaker_env() -> Vec<(&'static str, String)> {
     vec![
@@ -52,9 +53,8 @@ async fn until_sync(api: &LambdaHarness, limit: Duration) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_api_instances_share_one_breaker() {
     let s = Stack::start_with(&breaker_env(), &[]).await;
-    let mut b = LambdaHarness::start().await;
     let env = [function_env(&s.env, &s.backend.url), breaker_env()].concat();
-    b.spawn(API_BIN, "api", &env);
+    let b = s.functions.start(Handler::Api, &env).await;
     assert_eq!(post(&b).await["statusCode"], 200, "B starts healthy");
 
     // Five failures through A alone open the fleet's breaker...
@@ -136,12 +136,8 @@ async fn the_fleet_sheds_load_above_sync_max_inflight() {
     let s = Stack::start_with(&extra, &[]).await;
     s.backend
         .set_default(Behaviour::slow(200, "{}", Duration::from_millis(200)));
-    let mut b = LambdaHarness::start().await;
-    b.spawn(
-        API_BIN,
-        "api",
-        &[function_env(&s.env, &s.backend.url), extra.to_vec()].concat(),
-    );
+    let env = [function_env(&s.env, &s.backend.url), extra.to_vec()].concat();
+    let b = s.functions.start(Handler::Api, &env).await;
     let b = std::sync::Arc::new(b);
     let until = Instant::now() + Duration::from_secs(6);
     let from_b = {

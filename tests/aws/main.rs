@@ -1,8 +1,10 @@
 //! AWS mode against the emulators (LocalStack for SQS and SNS, DynamoDB
 //! Local for DynamoDB): the shared conformance suites, then the Lambda
-//! functions end to end, then faults.
+//! functions end to end, then faults, then the arm64 functions that
+//! `sam build` made.
 
 mod conformance;
+mod deploy;
 mod e2e;
 mod faults;
 mod fleet;

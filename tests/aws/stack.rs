@@ -1,5 +1,5 @@
 //! One AWS-mode deployment on the emulators: fresh table, queues and topic,
-//! the real `api` and `worker` binaries behind a loopback Lambda Runtime
+//! the real `api` and `worker` functions behind a loopback Lambda Runtime
 //! API, a mock backend and a webhook receiver.
 
 use std::time::Duration;
@@ -7,7 +7,9 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use failover_adapters::aws::DynamoStore;
 use failover_core::ports::{SystemClock, TicketStore};
-use failover_core::ticket::Ticket;
+use failover_core::ticket::{CapturedRequest, Reason, Ticket, TicketId};
+use failover_core::Clock;
+use failover_lambda::Handler;
 use failover_tests::aws::{fresh, AwsEnv};
 use failover_tests::events;
 use failover_tests::lambda_runtime::LambdaHarness;
@@ -25,6 +27,7 @@ pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
     pub store: DynamoStore,
     pub queue_arn: String,
+    pub functions: Functions,
 }
 
 /// The functions' environment: exactly what the SAM template sets.
@@ -45,9 +48,45 @@ pub fn function_env(env: &AwsEnv, backend: &str) -> Vec<(&'static str, String)> 
     ]
 }
 
-pub const API_BIN: &str = env!("CARGO_BIN_EXE_lambda-api-under-test");
-pub const WORKER_BIN: &str = env!("CARGO_BIN_EXE_lambda-worker-under-test");
-pub const SWEEPER_BIN: &str = env!("CARGO_BIN_EXE_lambda-sweeper-under-test");
+/// The host build of the functions' executable.
+const LAMBDA_BIN: &str = env!("CARGO_BIN_EXE_lambda-under-test");
+
+/// The functions' executables, and what runs them.
+#[derive(Debug, Clone)]
+pub struct Functions {
+    pub api: String,
+    pub worker: String,
+    pub sweeper: String,
+    /// An emulator for another architecture (qemu-user), or empty.
+    pub runner: Vec<String>,
+}
+
+impl Functions {
+    /// This package's host build (one executable for all three).
+    pub fn under_test() -> Self {
+        Self {
+            api: LAMBDA_BIN.into(),
+            worker: LAMBDA_BIN.into(),
+            sweeper: LAMBDA_BIN.into(),
+            runner: Vec::new(),
+        }
+    }
+
+    pub fn binary(&self, handler: Handler) -> &str {
+        match handler {
+            Handler::Api => &self.api,
+            Handler::Worker => &self.worker,
+            Handler::Sweeper => &self.sweeper,
+        }
+    }
+
+    /// A Runtime API on loopback with the function `handler` polling it.
+    pub async fn start(&self, handler: Handler, env: &[(&str, String)]) -> LambdaHarness {
+        let mut harness = LambdaHarness::start().await;
+        harness.spawn_via(&self.runner, self.binary(handler), handler.name(), env);
+        harness
+    }
+}
 
 impl Stack {
     pub async fn start() -> Self {
@@ -56,18 +95,25 @@ impl Stack {
 
     /// Extra environment for the api and the worker function.
     pub async fn start_with(api_extra: &[(&str, String)], worker_extra: &[(&str, String)]) -> Self {
+        Self::start_on(Functions::under_test(), api_extra, worker_extra).await
+    }
+
+    /// The stack on these function executables.
+    pub async fn start_on(
+        functions: Functions,
+        api_extra: &[(&str, String)],
+        worker_extra: &[(&str, String)],
+    ) -> Self {
         let env = fresh().await;
         let backend = MockBackend::start(Behaviour::ok(r#"{"ok":true}"#)).await;
         let hooks = Receiver::start().await;
         let base = function_env(&env, &backend.url);
-        let mut api = LambdaHarness::start().await;
-        api.spawn(API_BIN, "api", &[base.as_slice(), api_extra].concat());
-        let mut worker = LambdaHarness::start().await;
-        worker.spawn(
-            WORKER_BIN,
-            "worker",
-            &[base.as_slice(), worker_extra].concat(),
-        );
+        let api = functions
+            .start(Handler::Api, &[base.as_slice(), api_extra].concat())
+            .await;
+        let worker = functions
+            .start(Handler::Worker, &[base.as_slice(), worker_extra].concat())
+            .await;
         let sqs = aws_sdk_sqs::Client::new(&env.sdk);
         let store = DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&env.sdk),
@@ -84,7 +130,14 @@ impl Stack {
             sqs,
             store,
             queue_arn,
+            functions,
         }
+    }
+
+    /// The scheduled sweeper function of this stack, started.
+    pub async fn sweeper(&self) -> LambdaHarness {
+        let env = function_env(&self.env, &self.backend.url);
+        self.functions.start(Handler::Sweeper, &env).await
     }
 
     /// `POST /requests` through the api function; the Lambda proxy answer.
@@ -130,6 +183,21 @@ impl Stack {
             .invoke(event, Duration::from_secs(30))
             .await
             .expect("worker answered")
+    }
+
+    /// A ticket written 20 minutes ago whose message was never sent (the
+    /// process died between the two writes): the sweeper's to find.
+    pub async fn lost_ticket(&self) -> String {
+        let created = SystemClock.now_ms() - 20 * 60_000;
+        let req = CapturedRequest {
+            body: r#"{"amount": 8}"#.into(),
+            content_type: "application/json".into(),
+            request_id: "r".into(),
+            callback_url: None,
+        };
+        let orphan = Ticket::new(TicketId::new(), Reason::Timeout, req, created, 3_600_000);
+        self.store.create(&orphan).await.expect("write the ticket");
+        orphan.id.to_string()
     }
 
     pub async fn ticket(&self, id: &str) -> Ticket {

@@ -1,5 +1,5 @@
-//! Real Lambda event payloads: API Gateway HTTP API (payload format 2.0)
-//! and SQS, shaped as AWS documents them (and as `sam local generate-event`
+//! Real Lambda event payloads: API Gateway HTTP API (payload format 2.0),
+//! SQS and an EventBridge schedule, shaped as AWS documents them (and as `sam local generate-event`
 //! prints them).
 
 use serde_json::{json, Map, Value};
@@ -77,4 +77,19 @@ pub fn sqs(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str) -> Value {
         })
         .collect();
     json!({ "Records": records })
+}
+
+/// The event an EventBridge `rate(...)` schedule sends (the sweeper's).
+pub fn scheduled() -> Value {
+    json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-29T00:00:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/sweeper"],
+        "detail": {}
+    })
 }

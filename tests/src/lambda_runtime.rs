@@ -88,11 +88,33 @@ impl LambdaHarness {
         }
     }
 
-    /// Starts `binary` as the function, with the Lambda environment plus
-    /// `env` (the emulator endpoints are inherited from this process).
+    /// Starts `binary` as the function whose handler is `name` (Lambda's
+    /// `_HANDLER`), with the Lambda environment plus `env` (the emulator
+    /// endpoints are inherited from this process).
     pub fn spawn(&mut self, binary: &str, name: &str, env: &[(&str, String)]) {
-        let mut cmd = Command::new(binary);
+        self.spawn_via(&[], binary, name, env);
+    }
+
+    /// As [`Self::spawn`], through `runner` (an emulator such as
+    /// `qemu-aarch64 -L /usr/aarch64-linux-gnu` for another architecture's
+    /// executable); an empty runner runs `binary` itself.
+    pub fn spawn_via(
+        &mut self,
+        runner: &[String],
+        binary: &str,
+        name: &str,
+        env: &[(&str, String)],
+    ) {
+        let mut cmd = match runner.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.env("AWS_LAMBDA_RUNTIME_API", &self.addr)
+            .env("_HANDLER", name)
             .env("AWS_LAMBDA_FUNCTION_NAME", name)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")

@@ -8,6 +8,7 @@ use failover_adapters::aws::env::{
 };
 use failover_core::config::POLICY_VARIABLES;
 use failover_core::Policy;
+use failover_lambda::Handler;
 use serde_yaml::Value;
 
 mod alarms;
@@ -45,35 +46,123 @@ fn function(t: &Value, name: &str) -> Value {
     at(t, &["Resources", name]).clone()
 }
 
+/// The Lambda functions, by logical id.
+const FUNCTIONS: [&str; 3] = ["ApiFunction", "WorkerFunction", "SweeperFunction"];
+
 #[test]
 fn functions_are_rust_on_arm64_built_by_cargo_lambda() {
     let t = template();
     assert_eq!(t["Transform"], "AWS::Serverless-2016-10-31");
     let g = at(&t, &["Globals", "Function"]);
     assert_eq!(g["Runtime"], "provided.al2023");
-    assert_eq!(g["Handler"], "bootstrap");
     assert_eq!(g["Architectures"][0], "arm64");
-    for (name, binary, manifest) in [
-        (
-            "ApiFunction",
-            "api",
-            include_str!("../../functions/api/Cargo.toml"),
-        ),
-        (
-            "WorkerFunction",
-            "worker",
-            include_str!("../../functions/worker/Cargo.toml"),
-        ),
-    ] {
+    let mut handlers = Vec::new();
+    for name in FUNCTIONS {
         let f = function(&t, name);
         assert_eq!(f["Type"], "AWS::Serverless::Function");
         assert_eq!(at(&f, &["Metadata", "BuildMethod"]), "rust-cargolambda");
-        assert_eq!(at(&f, &["Metadata", "BuildProperties", "Binary"]), binary);
-        assert!(
-            manifest.contains(&format!("name = \"{binary}\"")),
-            "{name} builds binary {binary}, which its crate must define"
+        assert_eq!(
+            at(&f, &["Metadata", "BuildProperties", "Binary"]),
+            LAMBDA_BINARY
+        );
+        assert_eq!(at(&f, &["Properties", "CodeUri"]), LAMBDA_PACKAGE_DIR);
+        let handler = at(&f, &["Properties", "Handler"])
+            .as_str()
+            .expect("a Handler per function");
+        handlers.push(
+            handler
+                .parse::<Handler>()
+                .expect("a handler the binary knows"),
         );
     }
+    assert_eq!(handlers, Handler::ALL, "one function per handler");
+}
+
+const LAMBDA_BINARY: &str = "failover-lambda";
+const LAMBDA_PACKAGE_DIR: &str = "functions/lambda";
+
+fn cargo(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// What `sam build` runs (`cargo lambda build --release --arm64 --bin
+/// failover-lambda` in the CodeUri) must find the binary with no feature,
+/// since SAM can pass none; and `cargo run --release` from the root must
+/// build local mode alone, without the AWS SDK. The CI's real `sam build`
+/// (infra/sam-build.sh) proves the first; this says which part broke.
+#[test]
+fn sam_finds_the_binary_and_cargo_run_stays_local() {
+    let meta: serde_json::Value = serde_json::from_str(&cargo(&[
+        "metadata",
+        "--no-deps",
+        "--format-version",
+        "1",
+        "--offline",
+    ]))
+    .expect("metadata");
+    let root = meta["workspace_root"].as_str().expect("root");
+    let packages = meta["packages"].as_array().expect("packages");
+    let manifest = format!("{root}/{LAMBDA_PACKAGE_DIR}/Cargo.toml");
+    let lambda = packages
+        .iter()
+        .find(|p| p["manifest_path"] == manifest.as_str())
+        .expect("the CodeUri is a workspace member");
+    let bin = lambda["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|t| t["name"] == LAMBDA_BINARY && t["kind"][0] == "bin")
+        .expect("the CodeUri's package defines the Binary");
+    assert_eq!(
+        bin["required-features"].as_array().map_or(0, Vec::len),
+        0,
+        "SAM cannot enable features"
+    );
+
+    let local = packages
+        .iter()
+        .find(|p| p["name"] == "failover-local")
+        .expect("local package");
+    let defaults: Vec<&str> = meta["workspace_default_members"]
+        .as_array()
+        .expect("default members")
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    assert_eq!(
+        defaults,
+        [local["id"].as_str().expect("id")],
+        "cargo run starts local mode"
+    );
+    let tree = cargo(&[
+        "tree",
+        "-p",
+        "failover-local",
+        "-e",
+        "normal,build",
+        "--prefix",
+        "none",
+        "--offline",
+    ]);
+    let aws: Vec<&str> = tree
+        .lines()
+        .filter(|l| l.starts_with("aws-") || l.starts_with("lambda_"))
+        .collect();
+    assert!(aws.is_empty(), "local mode compiles {aws:?}");
+    assert!(
+        tree.lines().any(|l| l.starts_with("rusqlite")),
+        "the tree was read"
+    );
 }
 
 #[test]
@@ -347,7 +436,7 @@ fn every_function_may_write_the_table() {
     // api and worker the fleet's breaker: a read-only policy would fail
     // only in AWS, where the emulators enforce no IAM.
     let t = template();
-    for function in ["ApiFunction", "WorkerFunction", "SweeperFunction"] {
+    for function in FUNCTIONS {
         let policies = at(&t, &["Resources", function, "Properties", "Policies"]);
         let writes = policies.as_sequence().expect("policies").iter().any(|p| {
             ["DynamoDBCrudPolicy", "DynamoDBWritePolicy"]

@@ -9,8 +9,6 @@
 //! [`problem`].
 
 pub mod health;
-#[cfg(feature = "lambda")]
-pub mod lambda;
 pub mod problem;
 pub mod requests;
 pub mod tickets;

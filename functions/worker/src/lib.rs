@@ -8,8 +8,6 @@
 //! [`Worker::run`] is local mode's loop over the embedded queue. The Lambda
 //! function (AWS mode) calls the same `handle` for each SQS record.
 
-#[cfg(feature = "lambda")]
-pub mod lambda;
 pub mod notify;
 pub mod process;
 pub mod sweeper;

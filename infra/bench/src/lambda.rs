@@ -1,9 +1,10 @@
 //! Part 4: the Lambda binaries against a minimal `lambda_http` function.
 //!
-//! Builds `api`, `worker` and `hello-lambda` with the release profile (the
-//! one Lambda deploys), then measures each stripped binary's size and its
-//! cold start: from exec to the first answer posted to a Lambda Runtime API
-//! on loopback, for an invocation that needs no network (a 404 route for
+//! Builds the functions' executable (`failover-lambda`) and `hello-lambda`
+//! with the release profile (the one Lambda deploys), then measures each
+//! stripped binary's size and its cold start as the `api` and the `worker`
+//! function: from exec to the first answer posted to a Lambda Runtime API on
+//! loopback, for an invocation that needs no network (a 404 route for
 //! `api`, an empty batch for `worker`).
 
 use std::path::{Path, PathBuf};
@@ -29,17 +30,11 @@ fn build() -> anyhow::Result<()> {
             "build",
             "--release",
             "-p",
-            "failover-api",
-            "-p",
-            "failover-worker",
+            "failover-lambda",
             "-p",
             "failover-bench",
-            "--features",
-            "failover-api/lambda,failover-worker/lambda",
             "--bin",
-            "api",
-            "--bin",
-            "worker",
+            "failover-lambda",
             "--bin",
             "hello-lambda",
         ])
@@ -50,7 +45,11 @@ fn build() -> anyhow::Result<()> {
 }
 
 /// Median time from exec to the first answer.
-async fn cold_start(binary: &Path, event: serde_json::Value) -> anyhow::Result<Duration> {
+async fn cold_start(
+    binary: &Path,
+    handler: &str,
+    event: serde_json::Value,
+) -> anyhow::Result<Duration> {
     let env = [
         ("TABLE_NAME", "bench".to_string()),
         (
@@ -70,7 +69,7 @@ async fn cold_start(binary: &Path, event: serde_json::Value) -> anyhow::Result<D
     for _ in 0..RUNS {
         let mut harness = LambdaHarness::start().await;
         let started = Instant::now();
-        harness.spawn(binary.to_str().context("path")?, "bench", &env);
+        harness.spawn(binary.to_str().context("path")?, handler, &env);
         harness
             .invoke(event.clone(), Duration::from_secs(10))
             .await
@@ -87,22 +86,18 @@ async fn cold_start(binary: &Path, event: serde_json::Value) -> anyhow::Result<D
 pub async fn run() -> anyhow::Result<()> {
     build()?;
     let dir = target_dir();
-    let (api, worker, hello) = (
-        dir.join("api"),
-        dir.join("worker"),
-        dir.join("hello-lambda"),
-    );
+    let (lambda, hello) = (dir.join("failover-lambda"), dir.join("hello-lambda"));
     let size = |p: &Path| -> anyhow::Result<f64> {
         Ok(std::fs::metadata(p)
             .with_context(|| p.display().to_string())?
             .len() as f64
             / 1_048_576.0)
     };
-    let (sa, sw, sh) = (size(&api)?, size(&worker)?, size(&hello)?);
+    let (sl, sh) = (size(&lambda)?, size(&hello)?);
     let not_found = events::http_api("GET", "/bench/not-found", "", &[], None);
-    let ca = cold_start(&api, not_found.clone()).await?;
-    let cw = cold_start(&worker, json!({"Records": []})).await?;
-    let ch = cold_start(&hello, not_found).await?;
+    let ca = cold_start(&lambda, "api", not_found.clone()).await?;
+    let cw = cold_start(&lambda, "worker", json!({"Records": []})).await?;
+    let ch = cold_start(&hello, "hello", not_found).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("## 4. Lambda binaries (release profile, stripped; cold start = median of {RUNS} execs to first answer)");
     println!("| binary | size MiB | size ratio | cold start ms | cold start ratio |");
@@ -112,14 +107,14 @@ pub async fn run() -> anyhow::Result<()> {
         ms(ch)
     );
     println!(
-        "| api | {sa:.2} | {:.2} | {:.1} | {:.2} |",
-        sa / sh,
+        "| failover-lambda as api | {sl:.2} | {:.2} | {:.1} | {:.2} |",
+        sl / sh,
         ms(ca),
         ms(ca) / ms(ch)
     );
     println!(
-        "| worker | {sw:.2} | {:.2} | {:.1} | {:.2} |",
-        sw / sh,
+        "| failover-lambda as worker | {sl:.2} | {:.2} | {:.1} | {:.2} |",
+        sl / sh,
         ms(cw),
         ms(cw) / ms(ch)
     );

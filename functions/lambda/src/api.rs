@@ -16,7 +16,7 @@ use failover_adapters::aws::env::{init_json_tracing, ports, AwsSettings};
 use failover_core::{Engine, Policy};
 use lambda_http::RequestExt;
 
-use crate::{router, AppState, DeadlineCap};
+use failover_api::{router, AppState, DeadlineCap};
 
 /// What must stay free after the sync attempt: two capture writes.
 fn capture_reserve(policy: &Policy) -> Duration {

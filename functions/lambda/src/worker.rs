@@ -20,7 +20,7 @@ use failover_core::Policy;
 use futures::StreamExt;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
-use crate::{Disposition, Notifiers, Worker};
+use failover_worker::{Disposition, Notifiers, Worker};
 
 /// Time kept back at the end of an invocation to report the batch.
 const REPORT_MARGIN: Duration = Duration::from_millis(500);
@@ -119,13 +119,13 @@ pub async fn run() -> Result<(), Error> {
 }
 
 /// The `sweeper` function: on a schedule, re-enqueues tickets whose message
-/// was lost ([`crate::sweeper`]). Answers `{"reenqueued": n}`.
+/// was lost ([`failover_worker::sweeper`]). Answers `{"reenqueued": n}`.
 pub async fn run_sweeper() -> Result<(), Error> {
     let worker = aws_worker("sweeper").await?;
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
         let worker = worker.clone();
         async move {
-            let n = worker.sweep(crate::sweeper::GRACE).await?;
+            let n = worker.sweep(failover_worker::sweeper::GRACE).await?;
             Ok::<_, Error>(serde_json::json!({ "reenqueued": n }))
         }
     }))
