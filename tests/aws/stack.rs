@@ -185,8 +185,8 @@ impl Stack {
             .expect("worker answered")
     }
 
-    /// A ticket written 20 minutes ago whose message was never sent (the
-    /// process died between the two writes): the sweeper's to find.
+    /// A ticket due 20 minutes ago whose message was lost after a worker
+    /// had seen it: the sweeper's to find.
     pub async fn lost_ticket(&self) -> String {
         let created = SystemClock.now_ms() - 20 * 60_000;
         let req = CapturedRequest {
@@ -195,7 +195,10 @@ impl Stack {
             request_id: "r".into(),
             callback_url: None,
         };
-        let orphan = Ticket::new(TicketId::new(), Reason::Timeout, req, created, 3_600_000);
+        // A worker deferred it once; then its message was lost.
+        let orphan = Ticket::new(TicketId::new(), Reason::Timeout, req, created, 3_600_000)
+            .postpone(created, created)
+            .expect("a queued ticket can be deferred");
         self.store.create(&orphan).await.expect("write the ticket");
         orphan.id.to_string()
     }

@@ -2,6 +2,7 @@
 //! backoff are checked to the millisecond without a single real sleep.
 //! In-memory ports (no blocking I/O, which would let paused time jump).
 
+mod abuse;
 mod outage;
 mod scripted;
 
@@ -20,7 +21,7 @@ use scripted::{Scripted, Step};
 use tokio::time::{advance, Instant};
 
 struct World {
-    engine: Engine,
+    engine: Arc<Engine>,
     worker: Arc<Worker>,
     store: MemoryStore,
     backend: Arc<Scripted>,
@@ -40,7 +41,17 @@ fn policy() -> Policy {
     }
 }
 
+/// As on Lambda: a call the client stops waiting for is dropped.
 fn world(policy: Policy, default: Step) -> World {
+    world_with(policy, default, false)
+}
+
+/// As in local mode: such a call keeps running and completes its ticket.
+fn following(policy: Policy, default: Step) -> World {
+    world_with(policy, default, true)
+}
+
+fn world_with(policy: Policy, default: Step, follow: bool) -> World {
     let clock = Arc::new(TokioClock::starting_at(1_800_000_000_000));
     let store = MemoryStore::new(clock.clone());
     let faults = Faults::default();
@@ -62,7 +73,10 @@ fn world(policy: Policy, default: Step) -> World {
         webhooks: Arc::new(scripted::NoWebhooks),
     };
     World {
-        engine: Engine::new(policy.clone(), deps.clone()),
+        engine: Arc::new(match follow {
+            true => Engine::new(policy.clone(), deps.clone()).following(),
+            false => Engine::new(policy.clone(), deps.clone()),
+        }),
         worker: Arc::new(Worker::new(policy, deps, notifiers)),
         store,
         backend,
@@ -356,7 +370,7 @@ async fn a_ticket_past_its_ttl_fails_as_expired() {
 async fn the_sweeper_re_enqueues_a_ticket_whose_message_was_lost() {
     use failover_core::ticket::{CapturedRequest, Ticket, TicketId};
     let w = world(policy(), Step::Answer(200, Duration::from_millis(5)));
-    // A ticket written without its message (the process died in between).
+    // A ticket a worker had deferred, whose message was then lost.
     let now = w.engine.deps().clock.now_ms();
     let req = CapturedRequest {
         body: "{}".into(),
@@ -364,7 +378,9 @@ async fn the_sweeper_re_enqueues_a_ticket_whose_message_was_lost() {
         request_id: "r".into(),
         callback_url: None,
     };
-    let orphan = Ticket::new(TicketId::new(), Reason::Timeout, req, now, 3_600_000);
+    let orphan = Ticket::new(TicketId::new(), Reason::Timeout, req, now, 3_600_000)
+        .postpone(now, now)
+        .unwrap();
     w.store.create(&orphan).await.unwrap();
     let grace = failover_worker::sweeper::GRACE;
     assert_eq!(w.worker.sweep(grace).await.unwrap(), 0, "not overdue yet");

@@ -139,13 +139,27 @@ async fn a_long_outage_backlog_is_deferred_not_swept_as_lost() {
 async fn a_backlog_deeper_than_the_grace_period_gets_one_message_per_period() {
     use failover_core::ports::Queue;
     let w = world(policy(), Step::Answer(200, Duration::from_millis(5)));
+    let mut backlog = Vec::new();
     for _ in 0..5 {
-        w.accept().await;
+        backlog.push(w.accept().await);
     }
     // Nobody works the queue: the messages wait, visible, past the grace.
+    // Tickets no worker has reached yet are not taken for lost (they may
+    // be what a failed capture left): they are parked instead.
     let grace = failover_worker::sweeper::GRACE;
     let depth = || async { w.store.stats().await.unwrap().visible };
     tokio::time::advance(grace + Duration::from_secs(60)).await;
+    assert_eq!(w.worker.sweep(grace).await.unwrap(), 0);
+    // Tickets a worker deferred once, due long ago, are.
+    let now = w.engine.deps().clock.now_ms();
+    for id in backlog {
+        let t = w.store.get(&id).await.unwrap().unwrap();
+        let deferred = t.postpone(now, t.created_at).unwrap();
+        w.store
+            .update(&deferred, t.status, t.version)
+            .await
+            .unwrap();
+    }
     assert_eq!(w.worker.sweep(grace).await.unwrap(), 5);
     assert_eq!(depth().await, 10);
     // Later sweeps within the grace period add nothing...

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use failover_core::ports::{
     Backend, BackendError, BackendRequest, BackendResponse, NotifyError, WebhookSender,
 };
+use failover_core::ticket::TicketId;
 use failover_core::webhook::SignedHeaders;
 use tokio::time::Instant;
 
@@ -21,6 +22,7 @@ pub struct Scripted {
     script: Mutex<VecDeque<Step>>,
     default: Mutex<Step>,
     calls: Mutex<Vec<Instant>>,
+    keys: Mutex<Vec<TicketId>>,
 }
 
 impl Scripted {
@@ -29,6 +31,7 @@ impl Scripted {
             script: Mutex::default(),
             default: Mutex::new(default),
             calls: Mutex::default(),
+            keys: Mutex::default(),
         }
     }
 
@@ -40,6 +43,11 @@ impl Scripted {
         *self.default.lock().unwrap() = s;
     }
 
+    /// The downstream `Idempotency-Key` of each call, in order.
+    pub fn keys(&self) -> Vec<TicketId> {
+        self.keys.lock().unwrap().clone()
+    }
+
     /// When each call started.
     pub fn calls(&self) -> Vec<Instant> {
         self.calls.lock().unwrap().clone()
@@ -48,8 +56,9 @@ impl Scripted {
 
 #[async_trait]
 impl Backend for Scripted {
-    async fn call(&self, _req: BackendRequest<'_>) -> Result<BackendResponse, BackendError> {
+    async fn call(&self, req: BackendRequest<'_>) -> Result<BackendResponse, BackendError> {
         self.calls.lock().unwrap().push(Instant::now());
+        self.keys.lock().unwrap().push(*req.ticket_id);
         let step = self
             .script
             .lock()

@@ -69,6 +69,14 @@ pub struct Policy {
     pub drain_ramp: Duration,
 }
 
+impl Policy {
+    /// How long a claim on a ticket (and a received message) stays its
+    /// holder's: the background deadline plus room for the writes around it.
+    pub fn worker_lease(&self) -> Duration {
+        self.worker_deadline + self.capture_timeout * 2 + Duration::from_secs(1)
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Self {

@@ -12,6 +12,21 @@
 //! The ticket id is minted before the sync attempt and sent to the backend as
 //! `Idempotency-Key`, so a sync attempt that timed out after the backend
 //! acted, and the background retry that follows, are one operation to it.
+//!
+//! Only the policy's deadline (capped by the host's remaining time) judges
+//! the backend. A client's shorter `Prefer: wait` decides how long that
+//! client waits, not whether the backend is healthy: such a call never takes
+//! the half-open probe slot, and the breaker hears of it only by how it
+//! really ends (in local mode, which keeps following it; on Lambda, which
+//! freezes after the response, not at all). `wait=0` calls nothing.
+//!
+//! Local mode ([`Engine::following`]) does not waste a slow call: when the
+//! client stops waiting, the call keeps running (up to `WORKER_DEADLINE_MS`)
+//! and its ticket is captured as already in flight, so the worker waits for
+//! it instead of calling the backend a second time (see `follow.rs`).
+//!
+//! A submission runs as its own task: a client that hangs up cannot cut a
+//! capture half way or leave its `Idempotency-Key` in flight.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +34,14 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::{timeout, Instant};
 
+use crate::attempt::judge;
 use crate::breaker::{Admission, CallOutcome, HealthGate};
 use crate::config::{ForceMode, Policy};
+use crate::follow::{Call, Followed};
 use crate::idempotency::{self, Begin};
 use crate::message::QueueMessage;
 use crate::metrics::{Metric, Metrics};
-use crate::ports::{
-    Backend, BackendRequest, Clock, IdemOutcome, IdempotencyStore, Queue, StoreError, TicketStore,
-};
+use crate::ports::{Backend, Clock, IdemOutcome, IdempotencyStore, Queue, StoreError, TicketStore};
 use crate::ticket::{CapturedRequest, Reason, Ticket, TicketId};
 
 /// The ports the engine and the worker use.
@@ -97,6 +112,8 @@ pub struct Engine {
     policy: Arc<Policy>,
     deps: Deps,
     inflight: Arc<Semaphore>,
+    /// Keep a sync call running after its client stopped waiting.
+    follow: bool,
 }
 
 fn secs_ceil(ms: u64) -> u64 {
@@ -110,7 +127,16 @@ impl Engine {
             policy,
             deps,
             inflight,
+            follow: false,
         }
+    }
+
+    /// For a process that keeps running after it answers (local mode, not
+    /// Lambda): a sync call the client stopped waiting for keeps running
+    /// and completes its ticket, so the backend is called once per request.
+    pub fn following(mut self) -> Self {
+        self.follow = true;
+        self
     }
 
     pub fn policy(&self) -> &Policy {
@@ -126,7 +152,17 @@ impl Engine {
         self.policy.sync_max_inflight - self.inflight.available_permits()
     }
 
-    pub async fn submit(&self, sub: Submission) -> Result<Submitted, SubmitError> {
+    /// Runs `sub` to its answer, in a task of its own: dropping the returned
+    /// future (the client hung up) does not cut the capture half way.
+    pub async fn submit(self: &Arc<Self>, sub: Submission) -> Result<Submitted, SubmitError> {
+        let engine = self.clone();
+        match tokio::spawn(async move { engine.submit_whole(sub).await }).await {
+            Ok(done) => done,
+            Err(e) => Err(unavailable(format!("the request's task failed: {e}"))),
+        }
+    }
+
+    async fn submit_whole(self: Arc<Self>, sub: Submission) -> Result<Submitted, SubmitError> {
         let Some(key) = sub.idempotency_key.clone() else {
             return self.run(&sub, TicketId::new()).await;
         };
@@ -183,7 +219,9 @@ impl Engine {
                 }
             }
             Err(_) => {
-                if let Err(e) = idempotency::abandon(store, &record).await {
+                if let Err(e) = idempotency::release(store, &record).await {
+                    // Then it is taken over when its lease ends, still
+                    // under the same ticket id.
                     tracing::warn!(error = %e, key, "could not free the idempotency key");
                 }
             }
@@ -204,6 +242,22 @@ impl Engine {
                 .capture(sub, ticket_id, Reason::Forced, None, applied)
                 .await;
         }
+        let judge_by = match sub.deadline_cap {
+            Some(cap) => self.policy.sync_deadline.min(cap),
+            None => self.policy.sync_deadline,
+        };
+        let mut answer_by = judge_by;
+        if let Some(wait) = sub.wait {
+            answer_by = answer_by.min(wait);
+            applied.push(format!("wait={}", wait.as_secs()));
+        }
+        if answer_by.is_zero() {
+            // No time to try: nothing is learnt about the backend.
+            return self
+                .capture(sub, ticket_id, Reason::Timeout, None, applied)
+                .await;
+        }
+        let cut = answer_by < judge_by;
         // Shed before asking the breaker, so that a shed request never takes
         // the half-open probe slot.
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
@@ -211,7 +265,10 @@ impl Engine {
                 .capture(sub, ticket_id, Reason::Overloaded, None, applied)
                 .await;
         };
-        let admission = self.deps.health.admit().await;
+        let admission = match cut {
+            true => self.deps.health.admit_without_probe().await,
+            false => self.deps.health.admit().await,
+        };
         match admission {
             Admission::Open { retry_after } => {
                 let hint = secs_ceil(retry_after.as_millis() as u64);
@@ -226,47 +283,35 @@ impl Engine {
             }
             Admission::Sync | Admission::Probe => {}
         }
-        let mut deadline = self.policy.sync_deadline;
-        if let Some(wait) = sub.wait {
-            deadline = deadline.min(wait);
-            applied.push(format!("wait={}", wait.as_secs()));
-        }
-        if let Some(cap) = sub.deadline_cap {
-            deadline = deadline.min(cap);
-        }
         let started = Instant::now();
-        let call = self.deps.backend.call(BackendRequest {
-            ticket_id: &ticket_id,
-            request_id: &sub.request_id,
-            body: &sub.body,
-            content_type: &sub.content_type,
-        });
-        let outcome = if deadline.is_zero() {
-            None
-        } else {
-            timeout(deadline, call).await.ok()
+        let mut call = Call::start(&self.deps, sub, ticket_id);
+        let Ok(result) = timeout(answer_by, &mut call).await else {
+            if !cut {
+                let late = CallOutcome::Timeout;
+                self.deps.health.record(admission, late, judge_by).await;
+            }
+            let followed = Followed {
+                call,
+                permit,
+                admission,
+                started,
+                judge_by: cut.then_some(judge_by),
+            };
+            return self.time_out(sub, ticket_id, followed, applied).await;
         };
         let latency = started.elapsed();
         drop(permit);
-        let (health, reason) = match outcome {
-            None => (CallOutcome::Timeout, Reason::Timeout),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, %ticket_id, "backend unreachable");
-                (CallOutcome::Error, Reason::BackendError)
-            }
-            Some(Ok(r)) if r.status >= 500 || r.status == 429 => {
-                tracing::warn!(status = r.status, %ticket_id, "backend failed");
-                (CallOutcome::Error, Reason::BackendError)
-            }
-            Some(Ok(r)) => {
-                self.deps
-                    .health
-                    .record(admission, CallOutcome::Answered, latency)
-                    .await;
+        let judged = judge(Some(result));
+        self.deps
+            .health
+            .record(admission, judged.health, latency)
+            .await;
+        match judged.response {
+            Some(r) if judged.answered() => {
                 self.deps.metrics.record(Metric::SyncAnswered {
                     latency_ms: latency.as_secs_f64() * 1000.0,
                 });
-                return Ok(Submitted {
+                Ok(Submitted {
                     answer: Answer::Sync {
                         ticket_id,
                         status: r.status,
@@ -275,11 +320,42 @@ impl Engine {
                     },
                     applied,
                     replayed: false,
-                });
+                })
             }
-        };
-        self.deps.health.record(admission, health, latency).await;
-        self.capture(sub, ticket_id, reason, None, applied).await
+            _ => {
+                tracing::warn!(problem = %judged.problem, %ticket_id, "backend failed");
+                self.capture(sub, ticket_id, Reason::BackendError, None, applied)
+                    .await
+            }
+        }
+    }
+
+    /// The client stops waiting: capture. Local mode keeps the call running
+    /// and captures its ticket as in flight; elsewhere the call is dropped.
+    async fn time_out(
+        &self,
+        sub: &Submission,
+        ticket_id: TicketId,
+        followed: Followed,
+        applied: Vec<String>,
+    ) -> Result<Submitted, SubmitError> {
+        if !self.follow {
+            drop(followed);
+            return self
+                .capture(sub, ticket_id, Reason::Timeout, None, applied)
+                .await;
+        }
+        let lease_until = self.deps.clock.now_ms() + self.policy.worker_lease().as_millis() as i64;
+        let ticket = self
+            .ticket(sub, ticket_id, Reason::Timeout)
+            .in_flight(lease_until);
+        let captured = self.capture_ticket(&ticket, None, applied).await;
+        if captured.is_ok() {
+            let (deps, policy) = (self.deps.clone(), self.policy.clone());
+            tokio::spawn(crate::follow::follow(deps, policy, ticket, followed));
+        }
+        // Else the call is dropped (cancelled) with `followed`.
+        captured
     }
 
     /// Ticket, then message; both durable before the 202.
@@ -291,14 +367,34 @@ impl Engine {
         retry_hint_s: Option<u64>,
         applied: Vec<String>,
     ) -> Result<Submitted, SubmitError> {
+        let ticket = self.ticket(sub, ticket_id, reason);
+        self.capture_ticket(&ticket, retry_hint_s, applied).await
+    }
+
+    fn ticket(&self, sub: &Submission, ticket_id: TicketId, reason: Reason) -> Ticket {
+        let request = CapturedRequest {
+            body: sub.body.clone(),
+            content_type: sub.content_type.clone(),
+            request_id: sub.request_id.clone(),
+            callback_url: sub.callback_url.clone(),
+        };
+        let now = self.deps.clock.now_ms();
+        let ttl = self.policy.ticket_ttl.as_millis() as i64;
+        Ticket::new(ticket_id, reason, request, now, ttl)
+    }
+
+    async fn capture_ticket(
+        &self,
+        ticket: &Ticket,
+        retry_hint_s: Option<u64>,
+        applied: Vec<String>,
+    ) -> Result<Submitted, SubmitError> {
         let started = Instant::now();
-        let captured = self
-            .write_durably(sub, ticket_id, reason, retry_hint_s, applied)
-            .await;
+        let captured = self.write_durably(ticket, retry_hint_s, applied).await;
         let metric = match &captured {
             Ok(_) => {
                 self.deps.metrics.record(Metric::Failover {
-                    reason: reason.as_str(),
+                    reason: ticket.reason.as_str(),
                 });
                 Metric::CaptureLatency {
                     ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -312,30 +408,15 @@ impl Engine {
 
     async fn write_durably(
         &self,
-        sub: &Submission,
-        ticket_id: TicketId,
-        reason: Reason,
+        ticket: &Ticket,
         retry_hint_s: Option<u64>,
         applied: Vec<String>,
     ) -> Result<Submitted, SubmitError> {
-        let now = self.deps.clock.now_ms();
-        let request = CapturedRequest {
-            body: sub.body.clone(),
-            content_type: sub.content_type.clone(),
-            request_id: sub.request_id.clone(),
-            callback_url: sub.callback_url.clone(),
-        };
-        let ticket = Ticket::new(
-            ticket_id,
-            reason,
-            request,
-            now,
-            self.policy.ticket_ttl.as_millis() as i64,
-        );
+        let (ticket_id, reason) = (ticket.id, ticket.reason);
         let budget = self.policy.capture_timeout;
         // Whether this call wrote the ticket (and may undo it).
         let mut ours = true;
-        match timeout(budget, self.deps.tickets.create(&ticket)).await {
+        match timeout(budget, self.deps.tickets.create(ticket)).await {
             Ok(Ok(())) => {}
             // Only a takeover of a keyed request that died mid-capture
             // reuses a ticket id: its ticket is this request. Finish that
@@ -345,8 +426,10 @@ impl Engine {
             Ok(Err(e)) => return Err(unavailable(format!("ticket store: {e}"))),
             Err(_) => {
                 // The write may still land; undo it so that no ticket exists
-                // for a request the client was told we did not accept.
-                self.undo(&ticket).await;
+                // for a request the client was told we did not accept. If
+                // it lands after the undo, nothing ever acted on it, and
+                // such a ticket never runs (see `Ticket::park`).
+                self.undo(ticket).await;
                 return Err(unavailable("ticket store: timed out".into()));
             }
         }
@@ -361,7 +444,7 @@ impl Engine {
             // A message that did land after all finds no ticket and is
             // dropped by the worker.
             if ours {
-                self.undo(&ticket).await;
+                self.undo(ticket).await;
             }
             return Err(unavailable(detail));
         }

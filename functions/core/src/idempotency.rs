@@ -7,8 +7,11 @@
 //! over with a compare-and-set, under the same ticket id: if the dead call
 //! had already written its ticket, the retry finds it and finishes that
 //! capture instead of creating a second ticket for the same request. A
-//! capture that ends in 503 deletes the record: nothing was accepted, so the
-//! client's retry must run afresh.
+//! capture that ends in 503 releases the record but keeps its ticket id:
+//! nothing was accepted, so the client's retry runs afresh, yet the sync
+//! attempt before the 503 may have reached the backend, and the retry must
+//! reach it under the same downstream `Idempotency-Key` (the ticket id), or
+//! a payment could run twice.
 
 use sha2::{Digest, Sha256};
 
@@ -18,7 +21,7 @@ use crate::ticket::TicketId;
 /// What the engine does with a keyed request.
 #[derive(Debug)]
 pub enum Begin {
-    /// We own the key: run the request, then [`finish`] or [`abandon`].
+    /// We own the key: run the request, then [`finish`] or [`release`].
     Run(IdemRecord),
     /// Done before: answer this again.
     Replay(IdemOutcome),
@@ -131,9 +134,22 @@ pub async fn finish(
     store.replace(&done, record.version).await
 }
 
-/// Frees the key after a request that was not accepted (503).
-pub async fn abandon(store: &dyn IdempotencyStore, record: &IdemRecord) -> Result<(), StoreError> {
-    store.delete(&record.key, record.version).await
+/// Frees the key after a request that was not accepted (503): an in-flight
+/// record whose lease has already ended, so the next call with the key
+/// takes it over at once, under the same ticket id.
+pub async fn release(store: &dyn IdempotencyStore, record: &IdemRecord) -> Result<(), StoreError> {
+    let Some(ticket_id) = ticket_of(record) else {
+        return Ok(());
+    };
+    let released = IdemRecord {
+        version: record.version + 1,
+        outcome: IdemOutcome::InFlight {
+            lease_until: 0,
+            ticket_id,
+        },
+        ..record.clone()
+    };
+    store.replace(&released, record.version).await
 }
 
 #[cfg(test)]

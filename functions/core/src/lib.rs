@@ -18,12 +18,14 @@
 //! Adapters (embedded SQLite, AWS) implement them and pass one shared
 //! conformance suite, so this crate never knows where it runs.
 
+pub mod attempt;
 pub mod backoff;
 pub mod breaker;
 pub mod callback;
 pub mod config;
 pub mod drain;
 pub mod engine;
+mod follow;
 pub mod idempotency;
 pub mod message;
 pub mod metrics;

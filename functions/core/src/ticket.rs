@@ -221,6 +221,12 @@ pub struct Ticket {
     pub error: Option<TicketError>,
     pub notifications: Vec<NotificationAttempt>,
     pub event: Option<PendingEvent>,
+    /// Whether anything acted on it after its capture answered 202 (a
+    /// worker, or the sync call it continued). Until then it may be a
+    /// capture that failed half way (the client got 503, or no answer at
+    /// all), which must never run: see [`Ticket::park`].
+    #[serde(default)]
+    pub delivered: bool,
 }
 
 /// A transition the state machine does not allow.
@@ -255,7 +261,19 @@ impl Ticket {
             error: None,
             notifications: Vec::new(),
             event: None,
+            delivered: false,
         }
+    }
+
+    /// A ticket captured while its sync call still runs (local mode keeps
+    /// following it): that call is its first attempt, owned until
+    /// `lease_until`, so a worker that gets the message first waits for it
+    /// instead of calling the backend a second time.
+    pub fn in_flight(mut self, lease_until: i64) -> Ticket {
+        self.status = Status::Processing;
+        self.attempts = 1;
+        self.lease_until = Some(lease_until);
+        self
     }
 
     fn to(&self, next: Status, now: i64) -> Result<Ticket, IllegalTransition> {
@@ -269,6 +287,7 @@ impl Ticket {
         t.status = next;
         t.version += 1;
         t.updated_at = now;
+        t.delivered = true;
         Ok(t)
     }
 
@@ -295,12 +314,16 @@ impl Ticket {
         t.version += 1;
         t.updated_at = now;
         t.next_attempt_at = Some(until);
+        t.delivered = true;
         Ok(t)
     }
 
     /// Re-enqueued by the sweeper: due now, so that it is swept again only
     /// if it waits another grace period (a queued ticket's next attempt, a
-    /// processing ticket's long-expired lease, move to `now`).
+    /// processing ticket's long-expired lease, move to `now`). A ticket
+    /// nothing had acted on is swept only once expired, and the worker
+    /// fails an expired ticket before anything else: marking it delivered
+    /// cannot make it run (see [`Ticket::park`]).
     pub fn swept(&self, now: i64) -> Result<Ticket, IllegalTransition> {
         let mut t = self.clone();
         match self.status {
@@ -315,6 +338,7 @@ impl Ticket {
         }
         t.version += 1;
         t.updated_at = now;
+        t.delivered = true;
         Ok(t)
     }
 
@@ -375,13 +399,44 @@ impl Ticket {
     /// When a live worker should next act on this non-terminal ticket: its
     /// next attempt, the end of its lease, or (never tried) its creation.
     /// `None` once terminal. The sweeper re-enqueues tickets whose due time
-    /// is long past: their message was lost.
+    /// is long past: their message was lost (but see [`Ticket::park`]).
     pub fn due_at(&self) -> Option<i64> {
         match self.status {
             Status::Queued => Some(self.next_attempt_at.unwrap_or(self.created_at)),
             Status::Processing => Some(self.lease_until.unwrap_or(self.updated_at)),
             Status::Succeeded | Status::Failed => None,
         }
+    }
+
+    /// What the sweeper does with a ticket long past due that nothing has
+    /// acted on: it may be the remains of a capture that answered 503 (a
+    /// create that landed after its timeout and its undo, a process that
+    /// died between the ticket and the message), whose client was not told
+    /// it was accepted, so it must not be run. It is put aside until it
+    /// expires (then swept, and failed as expired without a backend call);
+    /// if its own message does come, the worker ignores the parked time.
+    pub fn park(&self, now: i64) -> Result<Ticket, IllegalTransition> {
+        let mut t = self.clone();
+        match self.status {
+            Status::Queued if !self.delivered => t.next_attempt_at = Some(self.expires_at),
+            Status::Processing if !self.delivered => t.lease_until = Some(self.expires_at),
+            status => {
+                return Err(IllegalTransition {
+                    from: status,
+                    to: status,
+                })
+            }
+        }
+        t.version += 1;
+        t.updated_at = now;
+        Ok(t)
+    }
+
+    /// Whether the sweeper parked it: its recorded due time is then no
+    /// schedule, and a worker that gets its message runs it now.
+    pub fn is_parked(&self) -> bool {
+        let parked = Some(self.expires_at);
+        !self.delivered && (self.next_attempt_at == parked || self.lease_until == parked)
     }
 
     /// When stores drop the ticket: a day after it expired, so that a

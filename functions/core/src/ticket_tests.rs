@@ -84,6 +84,30 @@ fn postponing_moves_the_due_time_of_a_queued_ticket_only() {
 }
 
 #[test]
+fn a_ticket_nothing_acted_on_is_parked_until_it_expires() {
+    // It may be what a failed capture left behind: never run early.
+    let t = ticket();
+    assert!(!t.delivered);
+    let parked = t.park(2_000).unwrap();
+    assert_eq!((parked.status, parked.version), (Status::Queued, 2));
+    assert_eq!(parked.due_at(), Some(t.expires_at));
+    assert!(parked.is_parked() && !t.is_parked());
+    let f = t.clone().in_flight(5_000);
+    assert_eq!(
+        (f.status, f.attempts, f.version),
+        (Status::Processing, 1, 1)
+    );
+    let parked = f.park(9_000).unwrap();
+    assert_eq!(parked.due_at(), Some(t.expires_at));
+    assert!(parked.is_parked() && !f.is_parked());
+    // Any worker action marks it: then it is never parked.
+    let p = t.postpone(2_000, 9_000).unwrap();
+    assert!(p.delivered);
+    assert!(p.park(20_000).is_err());
+    assert!(f.claim(6_000, 7_000).unwrap().park(20_000).is_err());
+}
+
+#[test]
 fn a_swept_ticket_is_due_now() {
     let t = ticket();
     let q = t.swept(5_000).unwrap();

@@ -58,7 +58,7 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
         clock: parts.clock,
         metrics,
     };
-    let engine = Arc::new(Engine::new(policy.clone(), deps.clone()));
+    let engine = Arc::new(Engine::new(policy.clone(), deps.clone()).following());
     let notifiers = Notifiers {
         topic: parts.topic,
         webhooks: parts.webhooks,

@@ -48,10 +48,9 @@ impl Worker {
         }
     }
 
-    /// How long a claim and a received message stay ours: the backend
-    /// deadline plus room for the writes around it.
+    /// How long a claim and a received message stay ours.
     pub fn lease(&self) -> Duration {
-        self.policy.worker_deadline + self.policy.capture_timeout * 2 + Duration::from_secs(1)
+        self.policy.worker_lease()
     }
 
     /// Applies a disposition to the queue; false if the queue refused it

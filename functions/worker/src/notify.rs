@@ -10,32 +10,16 @@
 
 use std::time::Duration;
 
+use failover_core::attempt::pending_event;
 use failover_core::backoff::retry_delay;
 use failover_core::ports::TopicEvent;
 use failover_core::ticket::{Channel, NotificationAttempt, PendingEvent, Ticket};
-use failover_core::view::event_payload;
 use failover_core::webhook::signed_headers;
 
 use crate::process::Disposition;
 use crate::Worker;
 
 impl Worker {
-    pub(crate) fn event_for(&self, t: &Ticket, now: i64) -> PendingEvent {
-        let (event_type, payload) = event_payload(t, now);
-        PendingEvent {
-            event_id: format!(
-                "evt_{}_{}",
-                t.id.to_string().replace('-', ""),
-                t.status.as_str()
-            ),
-            event_type,
-            payload,
-            webhook_done: t.request.callback_url.is_none(),
-            sns_done: false,
-            next_webhook_at: now,
-        }
-    }
-
     fn attempts_on(t: &Ticket, channel: Channel) -> u32 {
         t.notifications
             .iter()
@@ -48,7 +32,7 @@ impl Worker {
         let now = self.deps.clock.now_ms();
         let mut event = match &ticket.event {
             Some(e) => e.clone(),
-            None => self.event_for(&ticket, now),
+            None => pending_event(&ticket, now),
         };
         if event.is_done() {
             return Disposition::Ack;

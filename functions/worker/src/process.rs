@@ -8,11 +8,12 @@
 
 use std::time::Duration;
 
+use failover_core::attempt::{conclude, exhausted, judge, with_event, Next};
 use failover_core::backoff::retry_delay;
-use failover_core::breaker::{Admission, CallOutcome};
+use failover_core::breaker::Admission;
 use failover_core::message::QueueMessage;
-use failover_core::ports::{BackendRequest, BackendResponse, Delivery, StoreError};
-use failover_core::ticket::{BackendResult, ErrorKind, Status, Ticket, TicketError};
+use failover_core::ports::{BackendRequest, Delivery, StoreError};
+use failover_core::ticket::{ErrorKind, IllegalTransition, Status, Ticket, TicketError};
 use tokio::time::timeout;
 use tracing::Instrument;
 
@@ -52,14 +53,6 @@ fn store_trouble(e: StoreError) -> Disposition {
         tracing::warn!(error = %e, "store unavailable: message will be retried");
     }
     Disposition::Retry(SOON)
-}
-
-fn to_result(r: &BackendResponse) -> BackendResult {
-    BackendResult {
-        status_code: r.status,
-        body: String::from_utf8_lossy(&r.body).into_owned(),
-        content_type: r.content_type.clone(),
-    }
 }
 
 impl Worker {
@@ -106,6 +99,9 @@ impl Worker {
                 .await;
         }
         match ticket.status {
+            // A parked ticket (see `Ticket::park`) whose message does come
+            // was accepted after all: it runs now.
+            _ if ticket.is_parked() => {}
             Status::Queued => {
                 if let Some(at) = ticket.next_attempt_at.filter(|at| *at > now) {
                     return Disposition::Retry(until(now, at));
@@ -120,7 +116,7 @@ impl Worker {
         }
         if ticket.attempts >= self.policy.max_attempts {
             // The last attempt's worker died before it could record anything.
-            return self.exhausted(&ticket, now, None).await;
+            return self.finish(&ticket, now, |t| exhausted(t, now, None)).await;
         }
         // While the backend is known to be down, do not burn an attempt:
         // come back when the next probe is due (with jitter, so a backlog
@@ -179,7 +175,9 @@ impl Worker {
     async fn postpone(&self, ticket: &Ticket, now: i64, delay: Duration) -> Disposition {
         let until = now + delay.as_millis() as i64;
         let recorded = ticket.due_at().unwrap_or(now);
-        if until - recorded > GRACE.as_millis() as i64 / 2 {
+        // A ticket no worker has touched yet is marked, whatever the delay:
+        // until then the sweeper treats it as a capture that may have failed.
+        if !ticket.delivered || until - recorded > GRACE.as_millis() as i64 / 2 {
             if let Ok(next) = ticket.postpone(now, until) {
                 if let Err(e) = self
                     .deps
@@ -219,73 +217,34 @@ impl Worker {
             body: &req.body,
             content_type: &req.content_type,
         });
-        let outcome = timeout(self.policy.worker_deadline, call).await;
+        let judged = judge(timeout(self.policy.worker_deadline, call).await.ok());
         let latency = started.elapsed();
         let now = self.deps.clock.now_ms();
-        let (health, response, problem) = match outcome {
-            Err(_) => (CallOutcome::Timeout, None, "deadline passed".to_string()),
-            Ok(Err(e)) => (CallOutcome::Error, None, e.to_string()),
-            Ok(Ok(r)) if r.status >= 500 || r.status == 429 => {
-                let p = format!("backend answered {}", r.status);
-                (CallOutcome::Error, Some(r), p)
-            }
-            Ok(Ok(r)) => (CallOutcome::Answered, Some(r), String::new()),
-        };
-        self.deps.health.record(admission, health, latency).await;
-        match (health, response) {
-            (CallOutcome::Answered, Some(r)) if r.status >= 400 => {
-                let error = TicketError {
-                    kind: ErrorKind::Rejected,
-                    message: format!("the backend rejected the request ({})", r.status),
-                };
-                let result = to_result(&r);
-                self.finish(&claimed, now, |t| t.fail(now, error, Some(result)))
+        self.deps
+            .health
+            .record(admission, judged.health, latency)
+            .await;
+        if !judged.answered() {
+            tracing::warn!(attempt = claimed.attempts, problem = %judged.problem, "attempt failed");
+        }
+        let probe = admission == Admission::Probe;
+        match conclude(&claimed, now, &judged, &self.policy, probe) {
+            Ok(Next::Done(next)) => self.write_terminal(&claimed, next).await,
+            Ok(Next::Retry { ticket, delay }) => {
+                match self
+                    .deps
+                    .tickets
+                    .update(&ticket, claimed.status, claimed.version)
                     .await
-            }
-            (CallOutcome::Answered, Some(r)) => {
-                let result = to_result(&r);
-                self.finish(&claimed, now, |t| t.succeed(now, result)).await
-            }
-            (_, response) => {
-                let last = response.as_ref().map(to_result);
-                tracing::warn!(attempt = claimed.attempts, %problem, "attempt failed");
-                // A failed probe tested the backend, not this request: it
-                // spends none of the ticket's attempts (else an outage of
-                // hours, probed by workers, would exhaust the backlog) and
-                // comes back when the reopened breaker next allows.
-                let probe = admission == Admission::Probe;
-                if !probe && claimed.attempts >= self.policy.max_attempts {
-                    return self.exhausted(&claimed, now, last).await;
-                }
-                let delay = match probe {
-                    true => SOON,
-                    false => retry_delay(
-                        claimed.attempts,
-                        self.policy.retry_base,
-                        self.policy.retry_max,
-                    ),
-                };
-                let next_at = now + delay.as_millis() as i64;
-                let retry = claimed.retry_at(now, next_at, last).map(|mut next| {
-                    next.attempts -= u32::from(probe);
-                    next
-                });
-                match retry {
-                    Ok(next) => match self
-                        .deps
-                        .tickets
-                        .update(&next, claimed.status, claimed.version)
-                        .await
-                    {
-                        Ok(()) => {
-                            self.outcome("retried");
-                            Disposition::Retry(delay)
-                        }
-                        Err(e) => store_trouble(e),
-                    },
-                    Err(_) => Disposition::Retry(SOON),
+                {
+                    Ok(()) => {
+                        self.outcome("retried");
+                        Disposition::Retry(delay)
+                    }
+                    Err(e) => store_trouble(e),
                 }
             }
+            Err(_) => Disposition::Retry(SOON),
         }
     }
 
@@ -295,25 +254,20 @@ impl Worker {
             .record(failover_core::metrics::Metric::WorkerOutcome { outcome });
     }
 
-    async fn exhausted(&self, t: &Ticket, now: i64, last: Option<BackendResult>) -> Disposition {
-        let error = TicketError {
-            kind: ErrorKind::Exhausted,
-            message: format!("{} attempts failed", t.attempts),
-        };
-        self.finish(t, now, |t| t.fail(now, error, last)).await
-    }
-
     /// A terminal transition, then the notifications.
     async fn finish(
         &self,
         from: &Ticket,
         now: i64,
-        to: impl FnOnce(&Ticket) -> Result<Ticket, failover_core::ticket::IllegalTransition>,
+        to: impl FnOnce(&Ticket) -> Result<Ticket, IllegalTransition>,
     ) -> Disposition {
-        let Ok(mut next) = to(from) else {
-            return Disposition::Retry(SOON);
-        };
-        next.event = Some(self.event_for(&next, now));
+        match to(from) {
+            Ok(next) => self.write_terminal(from, with_event(next, now)).await,
+            Err(_) => Disposition::Retry(SOON),
+        }
+    }
+
+    async fn write_terminal(&self, from: &Ticket, next: Ticket) -> Disposition {
         if let Err(e) = self
             .deps
             .tickets

@@ -1,8 +1,8 @@
 //! The sweeper: re-enqueues tickets whose message was lost.
 //!
-//! The ticket is written before its message, and a message can vanish
-//! (a process dies between the two writes, a stale acknowledgement deletes
-//! a redelivery, a message is redriven while its ticket still waits). A
+//! A message can vanish after a worker has seen its ticket (a stale
+//! acknowledgement deletes a redelivery, a message is redriven while its
+//! ticket still waits). A
 //! non-terminal ticket whose due time — next attempt, end of lease, or
 //! creation — passed more than [`GRACE`] ago has nobody working on it; the
 //! sweeper sends it a fresh message, then marks the ticket due now, so a
@@ -10,6 +10,15 @@
 //! per grace period, not one per sweep. A duplicate is harmless: the
 //! worker's compare-and-set lets one delivery act and acknowledges the
 //! others.
+//!
+//! A ticket no worker has seen is different: it may be what a capture that
+//! answered 503 left behind (a process that died between the ticket and the
+//! message, a create that landed after its timeout and its undo). Its
+//! client was not told it was accepted, so it is never re-enqueued while it
+//! can still run: it is parked until it expires ([`Ticket::park`]), then
+//! swept so that the worker closes it as `failed/expired`.
+//!
+//! [`Ticket::park`]: failover_core::ticket::Ticket::park
 
 use std::time::Duration;
 
@@ -37,6 +46,20 @@ impl Worker {
             let Some(ticket) = self.deps.tickets.get(&id).await? else {
                 continue;
             };
+            if !ticket.delivered && now < ticket.expires_at {
+                // Perhaps a capture that answered 503: never run it.
+                let Ok(parked) = ticket.park(now) else {
+                    continue;
+                };
+                let parking = self
+                    .deps
+                    .tickets
+                    .update(&parked, ticket.status, ticket.version);
+                if let Err(e @ StoreError::Unavailable(_)) = parking.await {
+                    tracing::warn!(ticket_id = %id, error = %e, "could not park the ticket");
+                }
+                continue;
+            }
             // Moved on since the index was read (claimed, finished): skip.
             let Ok(marked) = ticket.swept(now) else {
                 continue;

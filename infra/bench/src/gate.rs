@@ -33,6 +33,9 @@ impl HealthGate for Counting {
         self.0.fetch_add(1, Ordering::Relaxed);
         Admission::Sync
     }
+    async fn admit_without_probe(&self) -> Admission {
+        self.admit().await
+    }
     async fn record(&self, _: Admission, _: CallOutcome, _: Duration) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }

@@ -87,6 +87,9 @@ pub struct BreakerSnapshot {
 #[async_trait]
 pub trait HealthGate: Send + Sync {
     async fn admit(&self) -> Admission;
+    /// The same, for a call that cannot judge the backend (the client will
+    /// cut it before the policy deadline): it never takes the probe slot.
+    async fn admit_without_probe(&self) -> Admission;
     async fn record(&self, admission: Admission, outcome: CallOutcome, latency: Duration);
     async fn snapshot(&self) -> BreakerSnapshot;
     /// How long since the breaker closed after an outage (`None` if it is

@@ -147,15 +147,23 @@ impl Breaker {
             .is_none_or(|at| now - at >= self.cache_ttl_ms)
     }
 
-    async fn admit_at(&self, now: i64) -> Admission {
+    /// `may_probe`: whether this request may be the half-open probe. Where
+    /// it may not (a call the client will cut before the policy deadline,
+    /// which could not judge the backend), a due probe answers `Open`.
+    async fn admit_at(&self, now: i64, may_probe: bool) -> Admission {
         if self.stale(now) {
             self.refresh(now).await;
         }
         if let Some(f) = self.degraded() {
-            return f.admit().await;
+            return Box::pin(f.admit_at(now, may_probe)).await;
         }
         let state = self.cache().state.clone();
         let (admission, next) = self.rules.admit(&state, now);
+        if next.is_some() && !may_probe {
+            return Admission::Open {
+                retry_after: Duration::from_secs(1),
+            };
+        }
         let Some(next) = next else {
             if admission == Admission::Sync && self.sheds() {
                 let share = self.rules.shed_share(self.load(now));
@@ -178,7 +186,7 @@ impl Breaker {
                 }
             }
             Err(StoreError::Unavailable(_)) => match &self.fallback {
-                Some(f) => f.admit().await,
+                Some(f) => Box::pin(f.admit_at(now, may_probe)).await,
                 None => admission,
             },
         }
@@ -309,7 +317,11 @@ fn closed_for(s: &BreakerState, now: i64) -> Option<Duration> {
 #[async_trait::async_trait]
 impl HealthGate for Breaker {
     async fn admit(&self) -> Admission {
-        self.admit_at(self.clock.now_ms()).await
+        self.admit_at(self.clock.now_ms(), true).await
+    }
+
+    async fn admit_without_probe(&self) -> Admission {
+        self.admit_at(self.clock.now_ms(), false).await
     }
 
     async fn record(&self, admission: Admission, outcome: CallOutcome, latency: Duration) {

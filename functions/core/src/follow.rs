@@ -1,0 +1,148 @@
+//! A sync call that outlives its client's wait (local mode).
+//!
+//! When the deadline or the client's `Prefer: wait` passes, dropping the
+//! call would make the worker call the backend again later: twice the load
+//! on a backend exactly when it is slow. Instead the engine captures the
+//! ticket as already in flight (its first attempt, leased for
+//! [`Policy::worker_lease`], so a worker that gets the message waits) and
+//! [`follow`] lets the call run up to `WORKER_DEADLINE_MS`. Its answer
+//! completes the ticket with the usual compare-and-set, as a worker's
+//! would ([`crate::attempt::conclude`]), and a fresh message brings a
+//! worker to notify now rather than when the lease ends.
+//!
+//! If this process dies meanwhile, nothing is lost: the lease runs out and
+//! the worker claims the ticket (the backend sees the same
+//! `Idempotency-Key`). On Lambda the process freezes after the response, so
+//! nothing is followed there.
+//!
+//! For the breaker, a call that missed the policy deadline was a timeout of
+//! the sync path, whatever its late answer (the engine records that at the
+//! deadline). A call the client cut earlier is judged here, by how it
+//! really ends: within the policy deadline by its outcome, past it as a
+//! timeout.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
+use tokio::time::{timeout_at, Instant};
+
+use crate::attempt::{conclude, judge, Next};
+use crate::breaker::{Admission, CallOutcome};
+use crate::config::Policy;
+use crate::engine::{Deps, Submission};
+use crate::message::QueueMessage;
+use crate::ports::{BackendError, BackendRequest, BackendResponse};
+use crate::ticket::{Ticket, TicketId};
+
+/// A backend call running as a task of its own, so that it can outlive the
+/// request that started it. Dropping it cancels the call.
+pub(crate) struct Call(JoinHandle<Result<BackendResponse, BackendError>>);
+
+impl Call {
+    pub(crate) fn start(deps: &Deps, sub: &Submission, ticket_id: TicketId) -> Self {
+        let backend = deps.backend.clone();
+        let (body, content_type) = (sub.body.clone(), sub.content_type.clone());
+        let request_id = sub.request_id.clone();
+        Self(tokio::spawn(async move {
+            let request = BackendRequest {
+                ticket_id: &ticket_id,
+                request_id: &request_id,
+                body: &body,
+                content_type: &content_type,
+            };
+            backend.call(request).await
+        }))
+    }
+}
+
+impl Future for Call {
+    type Output = Result<BackendResponse, BackendError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|joined| joined.unwrap_or_else(|e| Err(BackendError(format!("call failed: {e}")))))
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A call the client stopped waiting for, with what the breaker needs.
+pub(crate) struct Followed {
+    pub call: Call,
+    /// Its `SYNC_MAX_INFLIGHT` slot: it is still a backend call in flight.
+    pub permit: OwnedSemaphorePermit,
+    pub admission: Admission,
+    pub started: Instant,
+    /// The policy deadline, when the client cut the call before it (the
+    /// breaker has not heard of the call yet).
+    pub judge_by: Option<Duration>,
+}
+
+/// Runs `f` to its end and completes `ticket` (captured in flight) from it.
+pub(crate) async fn follow(deps: Deps, policy: Arc<Policy>, ticket: Ticket, f: Followed) {
+    let Followed {
+        mut call,
+        permit,
+        admission,
+        started,
+        judge_by,
+    } = f;
+    let mut judged = None;
+    if let Some(judge_by) = judge_by {
+        let health = &deps.health;
+        match timeout_at(started + judge_by, &mut call).await {
+            Ok(result) => {
+                let j = judge(Some(result));
+                health.record(admission, j.health, started.elapsed()).await;
+                judged = Some(j);
+            }
+            Err(_) => {
+                health
+                    .record(admission, CallOutcome::Timeout, judge_by)
+                    .await
+            }
+        }
+    }
+    let judged = match judged {
+        Some(j) => j,
+        None => judge(
+            timeout_at(started + policy.worker_deadline, &mut call)
+                .await
+                .ok(),
+        ),
+    };
+    drop((call, permit));
+    let now = deps.clock.now_ms();
+    let next = match conclude(&ticket, now, &judged, &policy, false) {
+        Ok(Next::Done(t)) => t,
+        Ok(Next::Retry { ticket, .. }) => ticket,
+        Err(_) => return,
+    };
+    let id = ticket.id;
+    if let Err(e) = deps
+        .tickets
+        .update(&next, ticket.status, ticket.version)
+        .await
+    {
+        // A worker moved it (or the store is down): it takes over when the
+        // lease ends, as if this process had died.
+        tracing::warn!(ticket_id = %id, error = %e, "could not record the followed call");
+        return;
+    }
+    tracing::info!(ticket_id = %id, status = next.status.as_str(), "followed call recorded");
+    let body = QueueMessage::new(id).to_body();
+    if let Err(e) = deps.queue.send(&body, Duration::ZERO).await {
+        // The captured message still comes back when the lease ends.
+        tracing::warn!(ticket_id = %id, error = %e, "could not hurry the worker");
+    }
+}
