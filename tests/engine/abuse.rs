@@ -272,3 +272,84 @@ async fn an_accepted_ticket_parked_behind_a_deep_backlog_still_runs_when_reached
     let t = w.work_until_terminal(id, Duration::from_secs(5)).await;
     assert_eq!((t.status, t.attempts), (Status::Succeeded, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_starts_no_new_backend_call() {
+    // One attempt per second: the second ticket's worker waits for its
+    // slot when shutdown begins, and must not call the backend after it.
+    let p = failover_core::Policy {
+        drain_max_rps: 1,
+        ..policy()
+    };
+    let w = world(p, Step::Answer(200, Duration::from_secs(2)));
+    let (first, second) = (w.accept().await, w.accept().await);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.worker.clone().run(4, async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.backend.calls().len(), 1);
+    let _ = stop.send(());
+    let _ = run.await;
+    // The call under way finished and was written; the other was left for
+    // the next run, untouched.
+    let t = w.store.get(&first).await.unwrap().unwrap();
+    assert_eq!(t.status, Status::Succeeded);
+    assert_eq!(w.backend.calls().len(), 1, "no call after shutdown began");
+    let t = w.store.get(&second).await.unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (Status::Queued, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ticket_under_a_live_lease_is_not_expired_under_its_worker() {
+    use failover_core::ports::Delivery;
+    let p = failover_core::Policy {
+        ticket_ttl: Duration::from_secs(1),
+        ..policy()
+    };
+    let w = world(p, Step::Answer(200, Duration::from_millis(5)));
+    let id = w.accept().await;
+    // Another worker claimed it just before it expired and is calling the
+    // backend now.
+    let t = w.store.get(&id).await.unwrap().unwrap();
+    let now = w.engine.deps().clock.now_ms();
+    let claimed = t.claim(now, now + 15_000).unwrap();
+    w.store.update(&claimed, t.status, t.version).await.unwrap();
+    advance(Duration::from_secs(2)).await;
+    let delivery = Delivery {
+        message_id: "m".into(),
+        receipt: "r".into(),
+        body: failover_core::message::QueueMessage::new(id).to_body(),
+        receive_count: 2,
+    };
+    let d = w.worker.handle(&delivery).await;
+    assert!(matches!(d, failover_worker::Disposition::Retry(_)), "{d:?}");
+    let t = w.store.get(&id).await.unwrap().unwrap();
+    assert_eq!((t.status, t.version), (Status::Processing, claimed.version));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_probe_that_cannot_claim_its_ticket_frees_the_slot() {
+    use failover_core::ports::Delivery;
+    let w = world(policy(), Step::Answer(200, Duration::from_millis(5)));
+    open(&w).await;
+    let id = w.accept().await;
+    advance(Duration::from_secs(5)).await;
+    // The worker is admitted as the probe, then its claim fails.
+    Faults::set(&w.faults.ticket_writes, true);
+    let delivery = Delivery {
+        message_id: "m".into(),
+        receipt: "r".into(),
+        body: failover_core::message::QueueMessage::new(id).to_body(),
+        receive_count: 1,
+    };
+    w.worker.handle(&delivery).await;
+    Faults::set(&w.faults.ticket_writes, false);
+    assert_eq!(w.backend.calls().len(), 4, "no call without a claim");
+    // The slot is free at once: the next request is the probe.
+    let done = w.engine.submit(sub()).await.unwrap();
+    assert!(
+        matches!(done.answer, Answer::Sync { status: 200, .. }),
+        "{done:?}"
+    );
+}

@@ -130,6 +130,72 @@ async fn kill_minus_nine_loses_no_accepted_request() {
     );
 }
 
+/// Sends `signal` to `child` and waits (at most 20 s) for a clean exit.
+async fn stop(child: &mut Child, signal: &str) {
+    let pid = child.id().expect("pid").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after the signal")
+        .expect("exit status");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_writes_the_answer_of_a_call_kept_running_after_its_202() {
+    let slow = Duration::from_millis(1500);
+    let backend = MockBackend::start(Behaviour::slow(201, r#"{"paid":true}"#, slow)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let spawn = || {
+        gateway(port, dir.path())
+            .env("BACKEND_URL", &backend.url)
+            .env("SYNC_DEADLINE_MS", "200")
+            .env("WORKER_DEADLINE_MS", "5000")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the gateway")
+    };
+    let mut child = spawn();
+    wait_ready(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/requests"))
+        .header("content-type", "application/json")
+        .body(r#"{"amount": 7}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.expect("json")["ticket_id"]
+        .as_str()
+        .expect("ticket id")
+        .to_string();
+    // SIGTERM while the backend is still working on it: the process waits
+    // for that answer and writes it before it exits.
+    stop(&mut child, "-TERM").await;
+    let _child = spawn();
+    wait_ready(port).await;
+    let t: Value = client
+        .get(format!("{base}/tickets/{id}"))
+        .send()
+        .await
+        .expect("GET ticket")
+        .json()
+        .await
+        .expect("ticket json");
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["result"]["status_code"], 201, "{t}");
+    assert_eq!(backend.calls().len(), 1, "the backend was called once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_backend_shows_both_paths_and_ctrl_c_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -218,17 +284,7 @@ async fn the_demo_backend_shows_both_paths_and_ctrl_c_stops_cleanly() {
     assert_eq!(r.json::<Value>().await.unwrap()["reason"], "backend_error");
 
     // Ctrl-C: a clean exit, and the banner told the user how to try it.
-    let pid = child.id().expect("pid").to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits after Ctrl-C")
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    stop(&mut child, "-INT").await;
     let mut out = String::new();
     use tokio::io::AsyncReadExt;
     child

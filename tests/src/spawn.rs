@@ -104,7 +104,7 @@ async fn spawn(policy: Policy, backend: MockBackend, url: &str) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve(listener, app.router, app.worker, 8, async move {
+    tokio::spawn(serve(listener, app, 8, async move {
         let _ = stopped.await;
     }));
     TestApp {

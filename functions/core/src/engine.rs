@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::{timeout, Instant};
+use tokio_util::task::TaskTracker;
 
 use crate::attempt::judge;
 use crate::breaker::{Admission, CallOutcome, HealthGate};
@@ -114,6 +115,8 @@ pub struct Engine {
     inflight: Arc<Semaphore>,
     /// Keep a sync call running after its client stopped waiting.
     follow: bool,
+    /// Those calls, so that shutdown can wait for them ([`Engine::settle`]).
+    followers: TaskTracker,
 }
 
 fn secs_ceil(ms: u64) -> u64 {
@@ -128,6 +131,7 @@ impl Engine {
             deps,
             inflight,
             follow: false,
+            followers: TaskTracker::new(),
         }
     }
 
@@ -137,6 +141,14 @@ impl Engine {
     pub fn following(mut self) -> Self {
         self.follow = true;
         self
+    }
+
+    /// On shutdown: waits for the calls still followed after their 202
+    /// (each ends by `WORKER_DEADLINE_MS`), so that an answer the backend
+    /// gave is written to its ticket rather than dropped with the process.
+    pub async fn settle(&self) {
+        self.followers.close();
+        self.followers.wait().await;
     }
 
     pub fn policy(&self) -> &Policy {
@@ -352,7 +364,7 @@ impl Engine {
         let captured = self.capture_ticket(&ticket, None, applied).await;
         if captured.is_ok() {
             let (deps, policy) = (self.deps.clone(), self.policy.clone());
-            tokio::spawn(crate::follow::follow(deps, policy, ticket, followed));
+            (self.followers).spawn(crate::follow::follow(deps, policy, ticket, followed));
         }
         // Else the call is dropped (cancelled) with `followed`.
         captured

@@ -88,7 +88,7 @@ fn time_left(deadline_ms: u64) -> Duration {
 }
 
 /// The worker over AWS ports, built once per instance (no network call).
-async fn aws_worker(service: &str) -> Result<Arc<Worker>, Error> {
+async fn aws_worker(service: &str) -> Result<(Arc<Worker>, AwsSettings), Error> {
     init_json_tracing();
     let policy = Arc::new(Policy::from_env(Policy::default())?);
     let settings = AwsSettings::from_env()?;
@@ -98,16 +98,16 @@ async fn aws_worker(service: &str) -> Result<Arc<Worker>, Error> {
         topic,
         webhooks: ports.webhooks,
     };
-    Ok(Arc::new(Worker::new(policy, ports.deps, notifiers)))
+    Ok((
+        Arc::new(Worker::new(policy, ports.deps, notifiers)),
+        settings,
+    ))
 }
 
 /// The `worker` function: SQS batches.
 pub async fn run() -> Result<(), Error> {
-    let worker = aws_worker("worker").await?;
-    let concurrency = std::env::var("WORKER_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let (worker, settings) = aws_worker("worker").await?;
+    let concurrency = settings.worker_concurrency;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = worker.clone();
         async move {
@@ -121,7 +121,7 @@ pub async fn run() -> Result<(), Error> {
 /// The `sweeper` function: on a schedule, re-enqueues tickets whose message
 /// was lost ([`failover_worker::sweeper`]). Answers `{"reenqueued": n}`.
 pub async fn run_sweeper() -> Result<(), Error> {
-    let worker = aws_worker("sweeper").await?;
+    let (worker, _) = aws_worker("sweeper").await?;
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
         let worker = worker.clone();
         async move {

@@ -77,11 +77,15 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
 /// progress finish.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
-    worker: Arc<Worker>,
+    app: App,
     worker_concurrency: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let App {
+        router,
+        engine,
+        worker,
+    } = app;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -90,7 +94,7 @@ pub async fn serve(
     let mut sweep_stop = stop_rx.clone();
     tokio::spawn(async move {
         // Every minute, until shutdown: re-enqueue tickets whose message
-        // was lost (e.g. a kill -9 between the ticket and the message).
+        // was lost (see `failover_worker::sweeper`).
         loop {
             if let Err(e) = sweeper.sweep(failover_worker::sweeper::GRACE).await {
                 tracing::warn!(error = %e, "sweep failed");
@@ -112,5 +116,6 @@ pub async fn serve(
     if let Err(e) = worker_task.await {
         tracing::error!(error = %e, "worker task failed");
     }
+    engine.settle().await;
     served
 }

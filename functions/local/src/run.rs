@@ -86,10 +86,9 @@ pub async fn run(
         webhooks,
         clock,
     };
-    let app = assemble(policy.clone(), parts);
-    let mut router = app.router;
+    let mut app = assemble(policy.clone(), parts);
     if let Some(demo) = &demo {
-        router = router.merge(demo.control_routes());
+        app.router = app.router.merge(demo.control_routes());
     }
     let listener = TcpListener::bind(("127.0.0.1", config.port))
         .await
@@ -104,15 +103,9 @@ pub async fn run(
         secret_from_env,
         &config.data_dir,
     );
-    serve(
-        listener,
-        router,
-        app.worker,
-        config.worker_concurrency,
-        shutdown,
-    )
-    .await
-    .context("serving")
+    serve(listener, app, config.worker_concurrency, shutdown)
+        .await
+        .context("serving")
 }
 
 fn print_banner(

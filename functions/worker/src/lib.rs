@@ -13,6 +13,7 @@ pub mod process;
 pub mod sweeper;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,16 +37,25 @@ pub struct Worker {
     notifiers: Notifiers,
     /// Spaces background attempts (`DRAIN_MAX_RPS`, ramped after recovery).
     drain: DrainLimiter,
+    /// Set on shutdown: start no more backend calls, so that every call
+    /// in progress can write its outcome before the process exits.
+    stopping: AtomicBool,
 }
 
 impl Worker {
     pub fn new(policy: Arc<Policy>, deps: Deps, notifiers: Notifiers) -> Self {
         Self {
             drain: DrainLimiter::new(&policy),
+            stopping: AtomicBool::new(false),
             policy,
             deps,
             notifiers,
         }
+    }
+
+    /// Whether shutdown has begun (no new backend calls).
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// How long a claim and a received message stay ours.
@@ -132,7 +142,9 @@ impl Worker {
                 });
             }
         }
-        // Let the messages in progress finish (bounded by their deadline).
+        // Let the messages in progress finish: no new backend call starts
+        // now, and one under way ends by its deadline, well inside a lease.
+        self.stopping.store(true, Ordering::SeqCst);
         let drain = slots.acquire_many(concurrency.max(1) as u32);
         let _ = tokio::time::timeout(self.lease(), drain).await;
     }

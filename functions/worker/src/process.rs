@@ -89,6 +89,13 @@ impl Worker {
         if ticket.status.is_terminal() {
             return self.notify(ticket).await;
         }
+        if ticket.status == Status::Processing && !ticket.lease_expired(now) && !ticket.is_parked()
+        {
+            // Another worker holds it (even past its expiry, it may be
+            // calling the backend now): come back when its lease ends.
+            let at = ticket.lease_until.unwrap_or(now);
+            return Disposition::Retry(until(now, at) + Duration::from_millis(100));
+        }
         if now >= ticket.expires_at {
             let error = TicketError {
                 kind: ErrorKind::Expired,
@@ -98,21 +105,11 @@ impl Worker {
                 .finish(&ticket, now, |t| t.fail(now, error, None))
                 .await;
         }
-        match ticket.status {
-            // A parked ticket (see `Ticket::park`) whose message does come
-            // was accepted after all: it runs now.
-            _ if ticket.is_parked() => {}
-            Status::Queued => {
-                if let Some(at) = ticket.next_attempt_at.filter(|at| *at > now) {
-                    return Disposition::Retry(until(now, at));
-                }
-            }
-            Status::Processing if !ticket.lease_expired(now) => {
-                // Another worker holds it: come back when its lease ends.
-                let at = ticket.lease_until.unwrap_or(now);
-                return Disposition::Retry(until(now, at) + Duration::from_millis(100));
-            }
-            _ => {}
+        // A parked ticket (see `Ticket::park`) whose message does come was
+        // accepted after all: it runs now, whatever its recorded schedule.
+        let scheduled = ticket.next_attempt_at.filter(|at| *at > now);
+        if let (Status::Queued, Some(at), false) = (ticket.status, scheduled, ticket.is_parked()) {
+            return Disposition::Retry(until(now, at));
         }
         if ticket.attempts >= self.policy.max_attempts {
             // The last attempt's worker died before it could record anything.
@@ -147,6 +144,11 @@ impl Worker {
             }
             // Not paced: it is one call, and recovery waits on it.
             Admission::Probe => {}
+        }
+        if self.stopping() {
+            // Shutting down: another run (or process) makes this call.
+            self.deps.health.release(admission).await;
+            return Disposition::Retry(SOON);
         }
         self.attempt(ticket, self.deps.clock.now_ms(), admission)
             .await
@@ -197,17 +199,23 @@ impl Worker {
 
     async fn attempt(&self, ticket: Ticket, now: i64, admission: Admission) -> Disposition {
         let lease = self.lease();
-        let Ok(claimed) = ticket.claim(now, now + lease.as_millis() as i64) else {
-            return Disposition::Retry(SOON);
+        let claim = match ticket.claim(now, now + lease.as_millis() as i64) {
+            Ok(claimed) => self
+                .deps
+                .tickets
+                .update(&claimed, ticket.status, ticket.version)
+                .await
+                .map(|()| claimed),
+            Err(_) => Err(StoreError::Conflict),
         };
-        if let Err(e) = self
-            .deps
-            .tickets
-            .update(&claimed, ticket.status, ticket.version)
-            .await
-        {
-            return store_trouble(e);
-        }
+        let claimed = match claim {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // Lost the race (or the store): a probe slot goes back now.
+                self.deps.health.release(admission).await;
+                return store_trouble(e);
+            }
+        };
         tracing::info!(attempt = claimed.attempts, "calling the backend");
         let req = &claimed.request;
         let started = tokio::time::Instant::now();

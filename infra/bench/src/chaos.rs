@@ -63,15 +63,9 @@ pub async fn run() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(failover_local::serve(
-        listener,
-        app.router,
-        app.worker,
-        16,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let server = tokio::spawn(failover_local::serve(listener, app, 16, async move {
+        let _ = stopped.await;
+    }));
 
     let (outage_at, recovery_at, end_at) = (
         Duration::from_secs(3),

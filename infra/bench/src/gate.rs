@@ -39,6 +39,7 @@ impl HealthGate for Counting {
     async fn record(&self, _: Admission, _: CallOutcome, _: Duration) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    async fn release(&self, _: Admission) {}
     async fn snapshot(&self) -> BreakerSnapshot {
         unreachable!("not measured")
     }

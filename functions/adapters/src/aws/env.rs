@@ -47,6 +47,9 @@ pub struct AwsSettings {
     /// Where terminal events go (the worker needs it).
     pub topic_arn: Option<String>,
     pub backend_url: String,
+    /// `WORKER_CONCURRENCY` (default 10, at most 1000): records of one SQS
+    /// batch handled at once.
+    pub worker_concurrency: usize,
 }
 
 fn required(
@@ -62,6 +65,23 @@ fn required(
         })
 }
 
+fn concurrency(get: &dyn Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
+    const NAME: &str = "WORKER_CONCURRENCY";
+    let Some(value) = get(NAME).filter(|v| !v.trim().is_empty()) else {
+        return Ok(10);
+    };
+    value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .ok_or(ConfigError {
+            name: NAME,
+            value,
+            problem: "must be a whole number from 1 to 1000".into(),
+        })
+}
+
 impl AwsSettings {
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(Self {
@@ -70,6 +90,7 @@ impl AwsSettings {
             dlq_url: get("DLQ_URL").filter(|v| !v.is_empty()),
             topic_arn: get("TOPIC_ARN").filter(|v| !v.is_empty()),
             backend_url: required(get, "BACKEND_URL")?,
+            worker_concurrency: concurrency(get)?,
         })
     }
 
@@ -152,4 +173,38 @@ pub fn init_json_tracing() {
         .with_span_list(true)
         .without_time()
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &[(&str, &str)]) -> Result<AwsSettings, ConfigError> {
+        let vars: Vec<(String, String)> = [
+            ("TABLE_NAME", "t"),
+            ("QUEUE_URL", "http://127.0.0.1:4566/q"),
+            ("BACKEND_URL", "http://127.0.0.1:9/b"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        AwsSettings::from_lookup(&|name| {
+            vars.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn worker_concurrency_is_read_and_a_bad_value_is_named() {
+        assert_eq!(settings(&[]).unwrap().worker_concurrency, 10);
+        let read = settings(&[("WORKER_CONCURRENCY", "4")]).unwrap();
+        assert_eq!(read.worker_concurrency, 4);
+        for bad in ["0", "ten", "-1", "1001"] {
+            let e = settings(&[("WORKER_CONCURRENCY", bad)]).unwrap_err();
+            assert_eq!((e.name, e.value.as_str()), ("WORKER_CONCURRENCY", bad));
+        }
+    }
 }

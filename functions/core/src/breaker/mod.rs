@@ -91,6 +91,9 @@ pub trait HealthGate: Send + Sync {
     /// cut it before the policy deadline): it never takes the probe slot.
     async fn admit_without_probe(&self) -> Admission;
     async fn record(&self, admission: Admission, outcome: CallOutcome, latency: Duration);
+    /// An admission given back without a call: a probe frees its slot at
+    /// once (rather than holding it until it times out).
+    async fn release(&self, admission: Admission);
     async fn snapshot(&self) -> BreakerSnapshot;
     /// How long since the breaker closed after an outage (`None` if it is
     /// not closed, or never opened): the worker's drain ramps up over it.

@@ -232,6 +232,26 @@ impl Rules {
         }
     }
 
+    /// The state after the probe was given back without a call (its worker
+    /// lost the race for the ticket): the slot is free again at once.
+    pub fn release_probe(&self, s: &BreakerState) -> Option<BreakerState> {
+        let Mode::HalfOpen {
+            probe_since_ms: Some(_),
+            healthy,
+        } = s.mode
+        else {
+            return None;
+        };
+        Some(BreakerState {
+            mode: Mode::HalfOpen {
+                probe_since_ms: None,
+                healthy,
+            },
+            version: s.version + 1,
+            ..s.clone()
+        })
+    }
+
     /// The state after a probe ended; `None` if the breaker is no longer
     /// half-open (the probe's answer came too late to matter).
     pub fn after_probe(

@@ -263,6 +263,22 @@ impl Breaker {
         }
     }
 
+    async fn release_probe(&self) {
+        if let Some(f) = self.degraded() {
+            return f.release(Admission::Probe).await;
+        }
+        for _ in 0..2 {
+            let state = self.cache().state.clone();
+            let Some(next) = self.rules.release_probe(&state) else {
+                return;
+            };
+            match self.write(&state, next).await {
+                Err(StoreError::Conflict) => self.reload().await,
+                _ => return,
+            }
+        }
+    }
+
     async fn snapshot_at(&self, now: i64) -> BreakerSnapshot {
         if self.stale(now) {
             self.refresh(now).await;
@@ -327,6 +343,12 @@ impl HealthGate for Breaker {
     async fn record(&self, admission: Admission, outcome: CallOutcome, latency: Duration) {
         self.record_at(self.clock.now_ms(), admission, outcome, latency)
             .await
+    }
+
+    async fn release(&self, admission: Admission) {
+        if admission == Admission::Probe {
+            Box::pin(self.release_probe()).await
+        }
     }
 
     async fn snapshot(&self) -> BreakerSnapshot {
