@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use failover_adapters::fault::Faults;
 use failover_core::config::ForceMode;
-use failover_core::ports::{Queue, TicketStore};
+use failover_core::ports::Queue;
 use failover_tests::mock_backend::Behaviour;
 use failover_tests::spawn::{spawn_app, spawn_app_at, spawn_app_with, test_policy};
 use serde_json::Value;
@@ -199,20 +199,35 @@ async fn a_stalled_store_answers_503_within_the_capture_budget() {
         "{:?}",
         started.elapsed()
     );
-    app.faults
-        .latency_ms
-        .store(0, std::sync::atomic::Ordering::SeqCst);
-    // Give an in-flight write time to land, then check nothing remains.
-    tokio::time::sleep(Duration::from_millis(5500)).await;
-    let ids = app.store.ticket_ids().await.unwrap();
-    let live: Vec<_> = {
-        let mut v = Vec::new();
-        for id in ids {
-            if app.store.get(&id).await.unwrap().is_some() {
-                v.push(id);
-            }
+    assert!(app.store.ticket_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_ticket_write_that_lands_after_the_503_never_runs() {
+    let app = spawn_app_with(test_policy(), Behaviour::ok("{}")).await;
+    let f = &app.faults;
+    f.creates_land_late
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    f.latency_ms
+        .store(2_500, std::sync::atomic::Ordering::SeqCst);
+    let resp = app.post_async("{}").send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    // The create was on the wire: it lands after its timeout and after
+    // the undo (which found nothing to remove).
+    f.latency_ms.store(0, std::sync::atomic::Ordering::SeqCst);
+    let ids = loop {
+        let ids = app.store.ticket_ids().await.unwrap();
+        if !ids.is_empty() {
+            break ids;
         }
-        v
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(live.is_empty(), "{live:?}");
+    assert_eq!(ids.len(), 1);
+    // Nothing ever acted on it: even a sweep that takes every ticket for
+    // lost at once does not re-enqueue it, so the request the client was
+    // told we did not accept is never executed.
+    assert_eq!(app.worker.sweep(Duration::ZERO).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.backend.calls().is_empty(), "never executed");
+    nothing_captured(&app).await;
 }

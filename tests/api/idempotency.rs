@@ -86,7 +86,10 @@ async fn the_same_key_while_in_flight_is_409_with_retry_after() {
         .header("idempotency-key", "k-3")
         .send();
     let first = tokio::spawn(first);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the backend has the first call, the key is in flight.
+    while app.backend.calls().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let second = app
         .post(r#"{"amount": 3}"#)
         .header("idempotency-key", "k-3")

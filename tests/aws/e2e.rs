@@ -249,9 +249,10 @@ async fn logs_are_json_with_the_ticket_id_and_metrics_are_emf() {
             .cloned()
             .collect()
     };
-    // Output is read by a background task: give it a moment.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let api = s.api.output();
+    let api = s
+        .api
+        .output_when(|o| !emf(o, "CaptureLatency").is_empty())
+        .await;
     let failover = emf(&api, "Failover");
     assert_eq!(failover.len(), 1, "{api:?}");
     assert_eq!(failover[0]["Reason"], "timeout");
@@ -268,7 +269,10 @@ async fn logs_are_json_with_the_ticket_id_and_metrics_are_emf() {
     assert_eq!(accepted.len(), 1, "{api:?}");
     assert_eq!(accepted[0]["fields"]["ticket_id"], id.as_str());
 
-    let worker = s.worker.output();
+    let worker = s
+        .worker
+        .output_when(|o| !emf(o, "WorkerOutcome").is_empty())
+        .await;
     let outcomes = emf(&worker, "WorkerOutcome");
     assert_eq!(outcomes.len(), 1, "{worker:?}");
     assert_eq!(outcomes[0]["Outcome"], "succeeded");

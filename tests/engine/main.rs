@@ -270,15 +270,23 @@ async fn a_failed_capture_leaves_nothing_behind() {
     assert!(matches!(err, SubmitError::Unavailable { .. }), "{err:?}");
     Faults::set(&w.faults.queue_send, false);
     assert_eq!(w.store.stats().await.unwrap().visible, 0);
+    // The ticket written before the queue failed is gone again.
+    let id = w.backend.keys()[0];
+    assert_eq!(
+        w.store.get(&id).await.unwrap(),
+        None,
+        "the ticket is undone"
+    );
 
-    // A stalled queue: the capture budget answers, the ticket is undone.
+    // A stalled store and queue: the capture budget answers.
     w.faults
         .latency_ms
         .store(60_000, std::sync::atomic::Ordering::SeqCst);
     let started = Instant::now();
     let err = w.engine.submit(sub()).await.unwrap_err();
     assert!(matches!(err, SubmitError::Unavailable { .. }));
-    // Two budgets at most: the write that stalled and its undo.
+    // The sync attempt (3 s), then two budgets at most: the write that
+    // stalled and its undo.
     assert!(started.elapsed() <= Duration::from_secs(3) + Duration::from_secs(4));
 }
 

@@ -2,71 +2,113 @@
 //! the demo backend a newcomer starts with, and refusing bad configuration.
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use failover_tests::mock_backend::{Behaviour, MockBackend};
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn gateway(port: u16, dir: &std::path::Path) -> Command {
+/// The gateway on a port of its own choosing (`PORT=0`: no race with other
+/// tests for a free port), read back from its banner.
+fn gateway(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway-under-test"));
-    cmd.env("PORT", port.to_string())
+    cmd.env("PORT", "0")
         .env("DATA_DIR", dir)
         .env_remove("BACKEND_URL")
         .env_remove("WEBHOOK_SECRET")
         .env_remove("FORCE_MODE")
+        .stdout(Stdio::piped())
         .kill_on_drop(true);
     cmd
 }
 
-async fn wait_ready(port: u16) {
-    let client = reqwest::Client::new();
-    let health = format!("http://127.0.0.1:{port}/health");
-    for _ in 0..200 {
-        if client.get(&health).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the gateway did not start on port {port}");
+/// A started gateway: the process, its base URL, and what it printed.
+struct Running {
+    child: Child,
+    base: String,
+    stdout: Arc<Mutex<String>>,
+    /// Ends when the process closed its output.
+    drained: tokio::task::JoinHandle<()>,
 }
 
-async fn start(port: u16, dir: &std::path::Path, backend: &str) -> Child {
-    let child = gateway(port, dir)
-        .env("BACKEND_URL", backend)
-        .env("SYNC_DEADLINE_MS", "200")
-        .env("WORKER_DEADLINE_MS", "400")
-        .env("CAPTURE_TIMEOUT_MS", "500")
-        .env("RETRY_BASE_MS", "100")
-        .env("RETRY_MAX_MS", "400")
-        .env("MAX_ATTEMPTS", "1000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the gateway");
-    wait_ready(port).await;
-    child
+/// Spawns `cmd` and waits for its banner (it prints it once listening).
+async fn launch(cmd: &mut Command) -> Running {
+    let mut child = cmd.spawn().expect("spawn the gateway");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let stdout = Arc::new(Mutex::new(String::new()));
+    let base = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the gateway printed its banner in time")
+            .expect("read stdout")
+            .expect("the gateway started");
+        stdout.lock().expect("lock").push_str(&format!("{line}\n"));
+        if let Some(url) = line.split("listening on ").nth(1) {
+            break url.trim().to_string();
+        }
+    };
+    // Keep reading, so that its output never blocks it.
+    let sink = stdout.clone();
+    let drained = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().expect("lock").push_str(&format!("{line}\n"));
+        }
+    });
+    Running {
+        child,
+        base,
+        stdout,
+        drained,
+    }
+}
+
+async fn start(dir: &std::path::Path, backend: &str) -> Running {
+    launch(
+        gateway(dir)
+            .env("BACKEND_URL", backend)
+            .env("SYNC_DEADLINE_MS", "200")
+            .env("WORKER_DEADLINE_MS", "400")
+            .env("CAPTURE_TIMEOUT_MS", "500")
+            .env("RETRY_BASE_MS", "100")
+            .env("RETRY_MAX_MS", "400")
+            .env("MAX_ATTEMPTS", "1000")
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit()),
+    )
+    .await
+}
+
+/// Sends `signal` to `child` and waits (at most 20 s) for a clean exit.
+async fn stop(child: &mut Child, signal: &str) {
+    let pid = child.id().expect("pid").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after the signal")
+        .expect("exit status");
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_minus_nine_loses_no_accepted_request() {
     let backend = MockBackend::start(Behaviour::Hang).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let mut gateway = start(port, dir.path(), &backend.url).await;
-    let base = format!("http://127.0.0.1:{port}");
+    let mut gateway = start(dir.path(), &backend.url).await;
     let client = reqwest::Client::new();
 
     // A stream of requests, half of them skipping the sync attempt.
+    let accepted_so_far = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..60 {
-        let (client, url) = (client.clone(), format!("{base}/requests"));
+        let (client, url) = (client.clone(), format!("{}/requests", gateway.base));
+        let count = accepted_so_far.clone();
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(i * 10)).await;
             let mut req = client
@@ -81,12 +123,16 @@ async fn kill_minus_nine_loses_no_accepted_request() {
                 return None;
             }
             let body: Value = resp.json().await.ok()?;
+            count.fetch_add(1, Ordering::SeqCst);
             Some(body["ticket_id"].as_str()?.to_string())
         }));
     }
-    // Kill it in the middle of accepting and processing.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    gateway.kill().await.expect("kill -9");
+    // Kill it in the middle of accepting and processing: once a handful
+    // of requests have their 202, while the rest are still coming.
+    while accepted_so_far.load(Ordering::SeqCst) < 5 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gateway.child.kill().await.expect("kill -9");
     let mut accepted = Vec::new();
     for t in tasks {
         if let Some(id) = t.await.expect("task") {
@@ -101,12 +147,12 @@ async fn kill_minus_nine_loses_no_accepted_request() {
 
     // The backend is healthy again; restart on the same data.
     backend.set_default(Behaviour::ok(r#"{"ok":true}"#));
-    let _gateway = start(port, dir.path(), &backend.url).await;
+    let gateway = start(dir.path(), &backend.url).await;
     let until = tokio::time::Instant::now() + Duration::from_secs(60);
     for id in &accepted {
         loop {
             let t: Value = client
-                .get(format!("{base}/tickets/{id}?wait=5"))
+                .get(format!("{}/tickets/{id}?wait=5", gateway.base))
                 .send()
                 .await
                 .expect("GET ticket")
@@ -130,41 +176,24 @@ async fn kill_minus_nine_loses_no_accepted_request() {
     );
 }
 
-/// Sends `signal` to `child` and waits (at most 20 s) for a clean exit.
-async fn stop(child: &mut Child, signal: &str) {
-    let pid = child.id().expect("pid").to_string();
-    let sent = std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits after the signal")
-        .expect("exit status");
-    assert!(status.success(), "{status:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_writes_the_answer_of_a_call_kept_running_after_its_202() {
     let slow = Duration::from_millis(1500);
     let backend = MockBackend::start(Behaviour::slow(201, r#"{"paid":true}"#, slow)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let spawn = || {
-        gateway(port, dir.path())
-            .env("BACKEND_URL", &backend.url)
-            .env("SYNC_DEADLINE_MS", "200")
-            .env("WORKER_DEADLINE_MS", "5000")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the gateway")
+    let spawn = || async {
+        launch(
+            gateway(dir.path())
+                .env("BACKEND_URL", &backend.url)
+                .env("SYNC_DEADLINE_MS", "200")
+                .env("WORKER_DEADLINE_MS", "5000")
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::inherit()),
+        )
+        .await
     };
-    let mut child = spawn();
-    wait_ready(port).await;
-    let base = format!("http://127.0.0.1:{port}");
+    let mut first = spawn().await;
+    let base = first.base.clone();
     let client = reqwest::Client::new();
     let r = client
         .post(format!("{base}/requests"))
@@ -180,11 +209,10 @@ async fn shutdown_writes_the_answer_of_a_call_kept_running_after_its_202() {
         .to_string();
     // SIGTERM while the backend is still working on it: the process waits
     // for that answer and writes it before it exits.
-    stop(&mut child, "-TERM").await;
-    let _child = spawn();
-    wait_ready(port).await;
+    stop(&mut first.child, "-TERM").await;
+    let again = spawn().await;
     let t: Value = client
-        .get(format!("{base}/tickets/{id}"))
+        .get(format!("{}/tickets/{id}", again.base))
         .send()
         .await
         .expect("GET ticket")
@@ -199,16 +227,14 @@ async fn shutdown_writes_the_answer_of_a_call_kept_running_after_its_202() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_backend_shows_both_paths_and_ctrl_c_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let mut child = gateway(port, dir.path())
-        .env("SYNC_DEADLINE_MS", "300")
-        .env("RETRY_BASE_MS", "100")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    wait_ready(port).await;
-    let base = format!("http://127.0.0.1:{port}");
+    let mut running = launch(
+        gateway(dir.path())
+            .env("SYNC_DEADLINE_MS", "300")
+            .env("RETRY_BASE_MS", "100")
+            .stderr(Stdio::null()),
+    )
+    .await;
+    let base = running.base.clone();
     let client = reqwest::Client::new();
     let post = |body: &'static str| {
         client
@@ -284,20 +310,10 @@ async fn the_demo_backend_shows_both_paths_and_ctrl_c_stops_cleanly() {
     assert_eq!(r.json::<Value>().await.unwrap()["reason"], "backend_error");
 
     // Ctrl-C: a clean exit, and the banner told the user how to try it.
-    stop(&mut child, "-INT").await;
-    let mut out = String::new();
-    use tokio::io::AsyncReadExt;
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
-    assert!(
-        out.contains(&format!("listening on http://127.0.0.1:{port}")),
-        "{out}"
-    );
+    stop(&mut running.child, "-INT").await;
+    running.drained.await.expect("stdout read to its end");
+    let out = running.stdout.lock().expect("lock").clone();
+    assert!(out.contains(&format!("listening on {base}")), "{out}");
     assert!(out.contains("curl"), "{out}");
     assert!(dir.path().join("failover.sqlite3").exists());
 }
@@ -305,7 +321,7 @@ async fn the_demo_backend_shows_both_paths_and_ctrl_c_stops_cleanly() {
 #[tokio::test]
 async fn bad_configuration_stops_start_up_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = gateway(free_port(), dir.path())
+    let out = gateway(dir.path())
         .env("SYNC_DEADLINE_MS", "soon")
         .output()
         .await

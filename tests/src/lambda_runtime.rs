@@ -152,6 +152,19 @@ impl LambdaHarness {
             .collect()
     }
 
+    /// The output once `ready` holds of it (or after 10 s): the output is
+    /// read by a background task, so a line just printed may not be here.
+    pub async fn output_when(&self, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.output();
+            if ready(&out) || tokio::time::Instant::now() >= until {
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// One invocation: the function's JSON answer, or its error.
     pub async fn invoke(&self, event: Value, timeout: Duration) -> Result<Value, String> {
         let id = uuid::Uuid::new_v4().to_string();

@@ -47,6 +47,8 @@ pub struct TestApp {
     pub store: SqliteStore,
     pub faults: Faults,
     pub policy: Arc<Policy>,
+    /// The app's worker (it runs already; tests may also sweep with it).
+    pub worker: Arc<failover_worker::Worker>,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -104,6 +106,7 @@ async fn spawn(policy: Policy, backend: MockBackend, url: &str) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = oneshot::channel::<()>();
+    let worker = app.worker.clone();
     tokio::spawn(serve(listener, app, 8, async move {
         let _ = stopped.await;
     }));
@@ -114,6 +117,7 @@ async fn spawn(policy: Policy, backend: MockBackend, url: &str) -> TestApp {
         store,
         faults,
         policy,
+        worker,
         _dir: dir,
         stop: Some(stop),
     }

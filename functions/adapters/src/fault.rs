@@ -26,6 +26,10 @@ pub struct Faults {
     pub queue_receive: Arc<AtomicBool>,
     /// Added to every operation, in milliseconds.
     pub latency_ms: Arc<AtomicU64>,
+    /// Ticket creates are already on the wire when they are slow: a caller
+    /// that stops waiting does not stop them, and they land after the
+    /// latency (a write that lands after its timeout).
+    pub creates_land_late: Arc<AtomicBool>,
 }
 
 impl Faults {
@@ -72,13 +76,23 @@ fn queue(e: String) -> QueueError {
 }
 
 #[async_trait]
-impl<S: TicketStore> TicketStore for Faulty<S> {
+impl<S: TicketStore + Clone + 'static> TicketStore for Faulty<S> {
     async fn create(&self, t: &Ticket) -> Result<(), StoreError> {
         let f = &self.faults;
-        f.enter(&f.ticket_writes, "ticket create")
-            .await
-            .map_err(store)?;
-        self.inner.create(t).await
+        if !f.creates_land_late.load(Ordering::SeqCst) {
+            f.enter(&f.ticket_writes, "ticket create")
+                .await
+                .map_err(store)?;
+            return self.inner.create(t).await;
+        }
+        let (f, inner, t) = (f.clone(), self.inner.clone(), t.clone());
+        let write = tokio::spawn(async move {
+            f.enter(&f.ticket_writes, "ticket create")
+                .await
+                .map_err(store)?;
+            inner.create(&t).await
+        });
+        write.await.map_err(|e| store(e.to_string()))?
     }
 
     async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {

@@ -119,37 +119,6 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-/// The environment variables this struct reads (the SAM template sets exactly
-/// these; a test checks).
-pub const POLICY_VARIABLES: &[&str] = &[
-    "SYNC_DEADLINE_MS",
-    "ERROR_RATE_THRESHOLD",
-    "SLOW_CALL_MS",
-    "SLOW_RATE_THRESHOLD",
-    "BREAKER_WINDOW_S",
-    "BREAKER_MIN_CALLS",
-    "BREAKER_OPEN_MS",
-    "BREAKER_OPEN_MAX_MS",
-    "BREAKER_CLOSE_AFTER",
-    "SYNC_MAX_INFLIGHT",
-    "WORKER_DEADLINE_MS",
-    "MAX_ATTEMPTS",
-    "FORCE_MODE",
-    "MAX_BODY_BYTES",
-    "TICKET_TTL_SECONDS",
-    "RETRY_BASE_MS",
-    "RETRY_MAX_MS",
-    "CAPTURE_TIMEOUT_MS",
-    "WEBHOOK_MAX_ATTEMPTS",
-    "WEBHOOK_TIMEOUT_MS",
-    "WEBHOOK_SECRET",
-    "CALLBACK_ALLOW_PRIVATE",
-    "CALLBACK_ALLOW_LOOPBACK",
-    "HEALTH_CACHE_MS",
-    "DRAIN_MAX_RPS",
-    "DRAIN_RAMP_S",
-];
-
 struct Reader<'a> {
     get: &'a dyn Fn(&str) -> Option<String>,
 }

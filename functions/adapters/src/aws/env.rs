@@ -14,16 +14,6 @@ use super::{sdk_config, DynamoStore, SnsPublisher, SqsQueue};
 use crate::http_backend::HttpBackend;
 use crate::webhook_sender::HttpWebhookSender;
 
-/// The variables AWS mode reads beyond [`failover_core::config::POLICY_VARIABLES`].
-pub const AWS_VARIABLES: &[&str] = &[
-    "TABLE_NAME",
-    "QUEUE_URL",
-    "DLQ_URL",
-    "TOPIC_ARN",
-    "BACKEND_URL",
-    "WORKER_CONCURRENCY",
-];
-
 /// The table's key attribute and TTL attribute (the template and the
 /// emulator bootstrap must use the same).
 pub const TABLE_KEY: &str = "pk";

@@ -370,7 +370,7 @@ async fn the_fleet_sheds_the_share_of_load_above_sync_max_inflight() {
     };
     let clock = Arc::new(TokioClock::starting_at(1_700_000_000_000));
     let gates: Vec<Breaker> = (0..2)
-        .map(|_| Breaker::shared(&p, store.clone(), clock.clone(), TTL))
+        .map(|i| Breaker::shared(&p, store.clone(), clock.clone(), TTL).seeded(i))
         .collect();
     let local = Breaker::new(&p);
     // Two seconds in which 10 one-second calls ended per second: on

@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 mod exchange;
 
 use super::latency::Latencies;
@@ -46,6 +49,8 @@ pub struct Breaker {
     refreshing: tokio::sync::Mutex<()>,
     latencies: Mutex<Latencies>,
     metrics: Option<Arc<dyn Metrics>>,
+    /// Draws which requests a fleet sheds (seeded in tests).
+    rng: Mutex<StdRng>,
 }
 
 struct Cache {
@@ -99,6 +104,7 @@ impl Breaker {
             refreshing: tokio::sync::Mutex::new(()),
             latencies: Mutex::new(Latencies::default()),
             metrics: None,
+            rng: Mutex::new(StdRng::from_os_rng()),
         }
     }
 
@@ -115,6 +121,12 @@ impl Breaker {
             self.fallback = Some(Box::new(f.with_metrics(metrics.clone())));
         }
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Sheds by a generator seeded with `seed`: the same draws every run.
+    pub fn seeded(self, seed: u64) -> Self {
+        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = StdRng::seed_from_u64(seed);
         self
     }
 
@@ -167,7 +179,8 @@ impl Breaker {
         let Some(next) = next else {
             if admission == Admission::Sync && self.sheds() {
                 let share = self.rules.shed_share(self.load(now));
-                if share > 0.0 && rand::random::<f64>() < share {
+                let draw: f64 = self.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
+                if share > 0.0 && draw < share {
                     return Admission::Shed;
                 }
             }
