@@ -111,3 +111,38 @@ async fn health_reports_mode_breaker_and_queue() {
     assert!(h["breaker"]["p95_ms"].is_u64(), "{h}");
     assert_eq!(h["breaker"]["calls"], 1);
 }
+
+#[tokio::test]
+async fn bytes_that_are_not_utf8_come_back_verbatim_on_every_path() {
+    const BYTES: &[u8] = &[0xff, 0xfe, 0x00, b'{', 0xc3, 0x28, 0x80];
+    let octets = "application/octet-stream";
+    let zero = std::time::Duration::ZERO;
+    let app = spawn_app_with(test_policy(), Behaviour::bytes(200, BYTES, octets, zero)).await;
+    // The sync answer, then its idempotent replay.
+    for replayed in [false, true] {
+        let r = app
+            .post(r#"{"amount": 1}"#)
+            .header("idempotency-key", "bin-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], octets);
+        assert_eq!(r.headers().contains_key("idempotent-replayed"), replayed);
+        assert_eq!(&r.bytes().await.unwrap()[..], BYTES, "replayed: {replayed}");
+    }
+    // The async path: the ticket shows them as base64, `/result` as sent.
+    let r = app.post_async(r#"{"amount": 2}"#).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = app.wait_terminal(&id).await;
+    assert_eq!(t["result"]["body_encoding"], "base64", "{t}");
+    assert_eq!(t["result"]["body"], "//4Ae8MogA==", "{t}");
+    let r = app.get(&format!("/tickets/{id}/result")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], octets);
+    assert_eq!(&r.bytes().await.unwrap()[..], BYTES);
+}

@@ -108,14 +108,16 @@ pub async fn ticket_store(store: Arc<dyn TicketStore>) {
             now(),
             failover_core::ticket::BackendResult {
                 status_code: 200,
-                body: "{}".into(),
-                content_type: None,
+                // Not UTF-8: a body is bytes, kept exactly.
+                body: vec![0xff, 0xfe, 0x00, b'{', 0xc3, 0x28],
+                content_type: Some("application/octet-stream".into()),
             },
         )
         .unwrap();
     let mut finished = finished;
     finished.created_at = now() - 60_000;
     store.create(&finished).await.unwrap();
+    assert_eq!(store.get(&finished.id).await.unwrap(), Some(finished.clone()));
     let due = store.overdue(now() - 1000, 1000).await.unwrap();
     assert!(due.contains(&waiting.id), "a queued ticket long due");
     assert!(

@@ -18,10 +18,11 @@ use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
 pub enum Behaviour {
-    /// Answer with this status and JSON body after `delay`.
+    /// Answer with this status, body and content type after `delay`.
     Respond {
         status: u16,
-        body: String,
+        body: Vec<u8>,
+        content_type: &'static str,
         delay: Duration,
     },
     /// Never answer (until the test ends).
@@ -34,17 +35,24 @@ impl Behaviour {
     }
 
     pub fn status(status: u16, body: &str) -> Self {
-        Self::Respond {
-            status,
-            body: body.to_string(),
-            delay: Duration::ZERO,
-        }
+        Self::slow(status, body, Duration::ZERO)
     }
 
     pub fn slow(status: u16, body: &str, delay: Duration) -> Self {
         Self::Respond {
             status,
-            body: body.to_string(),
+            body: body.as_bytes().to_vec(),
+            content_type: "application/json",
+            delay,
+        }
+    }
+
+    /// Any bytes, of any content type.
+    pub fn bytes(status: u16, body: &[u8], content_type: &'static str, delay: Duration) -> Self {
+        Self::Respond {
+            status,
+            body: body.to_vec(),
+            content_type,
             delay,
         }
     }
@@ -141,12 +149,13 @@ async fn handle(
         Behaviour::Respond {
             status,
             body,
+            content_type,
             delay,
         } => {
             tokio::time::sleep(delay).await;
             inner.lock().expect("lock").calls[index].answered = true;
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (code, [("content-type", "application/json")], body).into_response()
+            (code, [("content-type", content_type)], body).into_response()
         }
     }
 }

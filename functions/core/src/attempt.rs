@@ -58,7 +58,7 @@ pub fn judge(outcome: Option<Result<BackendResponse, BackendError>>) -> Judged {
 pub fn to_result(r: &BackendResponse) -> BackendResult {
     BackendResult {
         status_code: r.status,
-        body: String::from_utf8_lossy(&r.body).into_owned(),
+        body: r.body.clone(),
         content_type: r.content_type.clone(),
     }
 }

@@ -213,7 +213,7 @@ impl Engine {
                         content_type,
                     } => IdemOutcome::Sync {
                         status: *status,
-                        body: String::from_utf8_lossy(body).into_owned(),
+                        body: body.clone(),
                         content_type: content_type.clone(),
                         ticket_id: *ticket_id,
                     },
@@ -502,7 +502,7 @@ fn replay(outcome: IdemOutcome) -> Option<Submitted> {
         } => Answer::Sync {
             ticket_id,
             status,
-            body: body.into_bytes(),
+            body,
             content_type,
         },
         IdemOutcome::Accepted { ticket_id, reason } => Answer::Accepted {

@@ -20,6 +20,7 @@
 
 pub mod attempt;
 pub mod backoff;
+pub mod body;
 pub mod breaker;
 pub mod callback;
 pub mod config;

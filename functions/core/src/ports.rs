@@ -80,7 +80,8 @@ pub enum IdemOutcome {
     /// The backend answered in time: replay this.
     Sync {
         status: u16,
-        body: String,
+        #[serde(with = "crate::body")]
+        body: Vec<u8>,
         content_type: Option<String>,
         ticket_id: TicketId,
     },

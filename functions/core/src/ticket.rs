@@ -152,7 +152,8 @@ pub struct TicketError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendResult {
     pub status_code: u16,
-    pub body: String,
+    #[serde(with = "crate::body")]
+    pub body: Vec<u8>,
     pub content_type: Option<String>,
 }
 

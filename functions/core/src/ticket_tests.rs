@@ -57,7 +57,7 @@ fn terminal_tickets_do_not_move() {
             5,
             BackendResult {
                 status_code: 200,
-                body: String::new(),
+                body: Vec::new(),
                 content_type: None
             }
         )

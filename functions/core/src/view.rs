@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::ticket::{Channel, Ticket, TicketError};
+use crate::ticket::{BackendResult, Channel, Ticket, TicketError};
 
 pub fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -19,8 +19,33 @@ pub fn rfc3339(ms: i64) -> String {
 #[derive(Debug, Serialize)]
 pub struct ResultView {
     pub status_code: u16,
-    /// JSON bodies are embedded as JSON, anything else as a string.
+    /// JSON bodies are embedded as JSON, other text as a string, and bytes
+    /// that are not UTF-8 as base64 (`body_encoding: "base64"`; the exact
+    /// bytes are at `/tickets/{id}/result`).
     pub body: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_encoding: Option<&'static str>,
+}
+
+impl ResultView {
+    fn of(r: &BackendResult) -> Self {
+        use base64::Engine as _;
+        let (body, body_encoding) = match std::str::from_utf8(&r.body) {
+            Ok(text) => (
+                serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.into())),
+                None,
+            ),
+            Err(_) => {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&r.body);
+                (Value::String(b64), Some("base64"))
+            }
+        };
+        Self {
+            status_code: r.status_code,
+            body,
+            body_encoding,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -60,11 +85,7 @@ impl From<&Ticket> for TicketView {
             updated_at: rfc3339(t.updated_at),
             expires_at: rfc3339(t.expires_at),
             next_attempt_at: t.next_attempt_at.map(rfc3339),
-            result: t.result.as_ref().map(|r| ResultView {
-                status_code: r.status_code,
-                body: serde_json::from_str(&r.body)
-                    .unwrap_or_else(|_| Value::String(r.body.clone())),
-            }),
+            result: t.result.as_ref().map(ResultView::of),
             error: t.error.clone(),
             notifications: t
                 .notifications
