@@ -4,6 +4,7 @@
 
 mod abuse;
 mod outage;
+mod polls;
 mod scripted;
 
 use std::sync::Arc;

@@ -117,7 +117,10 @@ pub async fn ticket_store(store: Arc<dyn TicketStore>) {
     let mut finished = finished;
     finished.created_at = now() - 60_000;
     store.create(&finished).await.unwrap();
-    assert_eq!(store.get(&finished.id).await.unwrap(), Some(finished.clone()));
+    assert_eq!(
+        store.get(&finished.id).await.unwrap(),
+        Some(finished.clone())
+    );
     let due = store.overdue(now() - 1000, 1000).await.unwrap();
     assert!(due.contains(&waiting.id), "a queued ticket long due");
     assert!(

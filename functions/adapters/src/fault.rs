@@ -30,6 +30,8 @@ pub struct Faults {
     /// that stops waiting does not stop them, and they land after the
     /// latency (a write that lands after its timeout).
     pub creates_land_late: Arc<AtomicBool>,
+    /// Ticket reads made so far (counted, not faulted).
+    pub ticket_reads_made: Arc<AtomicU64>,
 }
 
 impl Faults {
@@ -97,6 +99,7 @@ impl<S: TicketStore + Clone + 'static> TicketStore for Faulty<S> {
 
     async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
         let f = &self.faults;
+        f.ticket_reads_made.fetch_add(1, Ordering::SeqCst);
         f.enter(&f.ticket_reads, "ticket read")
             .await
             .map_err(store)?;

@@ -26,16 +26,22 @@ use tower_http::trace::TraceLayer;
 
 use crate::problem::ApiError;
 
-/// A cap on the sync deadline set by the host: the Lambda function inserts
-/// it (remaining invocation time minus the capture reserve) as a request
-/// extension.
+/// A cap on the time a request may take, set by the host: the Lambda
+/// function inserts it (remaining invocation time minus the capture
+/// reserve) as a request extension. It caps the sync deadline and a long
+/// poll's wait.
 #[derive(Debug, Clone, Copy)]
 pub struct DeadlineCap(pub Duration);
+
+/// Long polls held at once; more answer at once with the current state (a
+/// poll reads the store, and the worker needs it too).
+pub const MAX_LONG_POLLS: usize = 64;
 
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub callback_rules: CallbackRules,
+    pub long_polls: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -48,6 +54,7 @@ impl AppState {
         Self {
             engine,
             callback_rules,
+            long_polls: Arc::new(tokio::sync::Semaphore::new(MAX_LONG_POLLS)),
         }
     }
 }

@@ -1,8 +1,12 @@
 //! `GET /tickets/{id}` (with `?wait=N` long polling) and its `/result`.
 //!
-//! Long polling reads the store every 100 ms rather than waiting on an
-//! in-process signal: the worker that changes the ticket may be another
-//! process (or another Lambda instance), and the store is what they share.
+//! Long polling reads the store rather than waiting on an in-process
+//! signal: the worker that changes the ticket may be another process (or
+//! another Lambda instance), and the store is what they share. The reads
+//! back off (100 ms, doubling to 1 s), the wait ends before the Lambda
+//! invocation does (so the client gets the ticket, not API Gateway's bare
+//! 5xx), and at most [`crate::MAX_LONG_POLLS`] wait at once in a process;
+//! more get the current state at once.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,16 +14,18 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use failover_core::ticket::{Ticket, TicketId};
 use failover_core::view::TicketView;
 
 use crate::problem::ApiError;
-use crate::AppState;
+use crate::{AppState, DeadlineCap};
 
 /// Longest `?wait=` we hold a connection for.
 pub const MAX_WAIT_S: u64 = 20;
-const POLL_EVERY: Duration = Duration::from_millis(100);
+const FIRST_POLL: Duration = Duration::from_millis(100);
+const POLL_AT_MOST: Duration = Duration::from_secs(1);
 
 fn parse_id(raw: &str) -> Result<TicketId, ApiError> {
     raw.parse()
@@ -53,18 +59,35 @@ pub async fn get_ticket(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    cap: Option<Extension<DeadlineCap>>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
-    let wait = parse_wait(&query)?;
+    let mut wait = parse_wait(&query)?;
+    if let Some(Extension(DeadlineCap(cap))) = cap {
+        wait = wait.min(cap);
+    }
     let mut ticket = load(&state, &id).await?;
-    let until = tokio::time::Instant::now() + wait;
     let first = ticket.status;
-    while !ticket.status.is_terminal()
-        && ticket.status == first
-        && tokio::time::Instant::now() < until
-    {
-        tokio::time::sleep(POLL_EVERY).await;
-        ticket = load(&state, &id).await?;
+    let unchanged = |t: &Ticket| !t.status.is_terminal() && t.status == first;
+    let slot = match unchanged(&ticket) && !wait.is_zero() {
+        true => state.long_polls.clone().try_acquire_owned().ok(),
+        false => None,
+    };
+    if slot.is_some() {
+        let until = tokio::time::Instant::now() + wait;
+        let mut every = FIRST_POLL;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(every.min(left)).await;
+            every = (every * 2).min(POLL_AT_MOST);
+            ticket = load(&state, &id).await?;
+            if !unchanged(&ticket) {
+                break;
+            }
+        }
     }
     let mut resp = Json(TicketView::from(&ticket)).into_response();
     if !ticket.status.is_terminal() {
