@@ -97,12 +97,16 @@ async fn a_receiver_that_never_accepts_is_given_up_on() {
     let hook = Receiver::start().await;
     hook.fail_with(&[500; 10]);
     let id = accepted_with_callback(&app, &hook.url).await;
-    app.wait_for(&id, |t| {
-        t["notifications"]
-            .as_array()
-            .is_some_and(|n| n.iter().filter(|a| a["channel"] == "webhook").count() == 2)
-    })
-    .await;
+    let t = app
+        .wait_for(&id, |t| {
+            t["notifications"]
+                .as_array()
+                .is_some_and(|n| n.iter().filter(|a| a["channel"] == "webhook").count() == 2)
+        })
+        .await;
+    // Visibly so: the ticket says the receiver never heard of it.
+    assert_eq!(t["delivery"]["webhook"], "exhausted", "{t}");
+    assert_eq!(t["delivery"]["sns"], "delivered", "{t}");
     // The message is settled: the queue drains.
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

@@ -31,6 +31,7 @@ pub fn test_policy() -> Policy {
         retry_base: Duration::from_millis(50),
         retry_max: Duration::from_millis(400),
         capture_timeout: Duration::from_millis(1000),
+        notify_schedule: "100ms,200ms,400ms".parse().expect("schedule"),
         webhook_secret: WebhookSecret::parse(TEST_SECRET).ok(),
         allow_loopback_callbacks: true,
         // Health-based failover has its own tests; here one slow call must

@@ -44,6 +44,9 @@ fn emitted() -> BTreeSet<Identity> {
     for to in ["open", "half_open", "closed"] {
         metrics.push(Metric::BreakerTransition { to });
     }
+    for channel in ["webhook", "sns"] {
+        metrics.push(Metric::NotificationExhausted { channel });
+    }
     let mut out = BTreeSet::new();
     for service in ["api", "worker"] {
         let emf = Emf {

@@ -386,6 +386,11 @@ fn parameter_defaults_are_the_contracts() {
         }
     }
     assert_eq!(at(&t, &["Parameters", "ForceMode", "Default"]), "auto");
+    let schedule = at(&t, &["Parameters", "NotifyRetrySchedule", "Default"]);
+    assert_eq!(
+        schedule.as_str(),
+        Some(p.notify_schedule.to_string().as_str())
+    );
 }
 
 /// Every `!Ref`, `!GetAtt` and `${...}` names something that exists.

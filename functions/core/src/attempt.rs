@@ -142,5 +142,6 @@ pub fn pending_event(t: &Ticket, now: i64) -> PendingEvent {
         webhook_done: t.request.callback_url.is_none(),
         sns_done: false,
         next_webhook_at: now,
+        next_sns_at: now,
     }
 }

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::schedule::NotifySchedule;
 use crate::webhook::WebhookSecret;
 
 /// `FORCE_MODE`: drills and maintenance.
@@ -54,6 +55,8 @@ pub struct Policy {
     /// Budget of the capture (ticket + message) before answering 503.
     pub capture_timeout: Duration,
     pub webhook_max_attempts: u32,
+    /// `NOTIFY_RETRY_SCHEDULE`: the waits between notification attempts.
+    pub notify_schedule: NotifySchedule,
     pub webhook_timeout: Duration,
     pub webhook_secret: Option<WebhookSecret>,
     /// Callback URLs on private (RFC 1918, ULA) networks.
@@ -99,6 +102,7 @@ impl Default for Policy {
             retry_max: Duration::from_secs(300),
             capture_timeout: Duration::from_millis(2000),
             webhook_max_attempts: 8,
+            notify_schedule: NotifySchedule::default(),
             webhook_timeout: Duration::from_secs(10),
             webhook_secret: None,
             allow_private_callbacks: false,
@@ -227,6 +231,7 @@ impl Policy {
             retry_max: r.millis("RETRY_MAX_MS", base.retry_max)?,
             capture_timeout: r.millis("CAPTURE_TIMEOUT_MS", base.capture_timeout)?,
             webhook_max_attempts: r.count("WEBHOOK_MAX_ATTEMPTS", base.webhook_max_attempts)?,
+            notify_schedule: r.parse("NOTIFY_RETRY_SCHEDULE", base.notify_schedule, |_| Ok(()))?,
             webhook_timeout: r.millis("WEBHOOK_TIMEOUT_MS", base.webhook_timeout)?,
             webhook_secret,
             allow_private_callbacks: r
@@ -285,6 +290,7 @@ mod tests {
             ("DRAIN_MAX_RPS", "-1"),
             ("DRAIN_MAX_RPS", "fast"),
             ("DRAIN_RAMP_S", "0"),
+            ("NOTIFY_RETRY_SCHEDULE", "5s,soon"),
         ] {
             let e = read(&[(name, bad)]).unwrap_err();
             assert_eq!(e.name, name, "{bad}");
@@ -294,6 +300,8 @@ mod tests {
     #[test]
     fn values_are_read() {
         let p = read(&[("SYNC_DEADLINE_MS", "250"), ("FORCE_MODE", "async")]).unwrap();
+        let s = read(&[("NOTIFY_RETRY_SCHEDULE", "1s, 1m")]).unwrap();
+        assert_eq!(s.notify_schedule.to_string(), "1s,1m");
         assert_eq!(p.sync_deadline, Duration::from_millis(250));
         assert_eq!(p.force_mode, ForceMode::Async);
         // 0 is a valid drain bound: none.

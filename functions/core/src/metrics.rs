@@ -23,6 +23,9 @@ pub enum Metric {
     WorkerOutcome { outcome: &'static str },
     /// The breaker changed state.
     BreakerTransition { to: &'static str },
+    /// A notification channel (`webhook` or `topic`) used every attempt
+    /// without delivering: its receiver never heard of the outcome.
+    NotificationExhausted { channel: &'static str },
 }
 
 pub trait Metrics: Send + Sync {
@@ -63,6 +66,12 @@ impl Emf {
             Metric::BreakerTransition { to } => {
                 ("BreakerTransition", "Count", 1.0, Some(("State", to)))
             }
+            Metric::NotificationExhausted { channel } => (
+                "NotificationExhausted",
+                "Count",
+                1.0,
+                Some(("Channel", channel)),
+            ),
         };
         // CloudWatch tells metrics apart by their whole set of dimensions,
         // so a metric with a second dimension is also declared without it:

@@ -173,6 +173,15 @@ pub enum Channel {
     Sns,
 }
 
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Webhook => "webhook",
+            Channel::Sns => "sns",
+        }
+    }
+}
+
 /// One delivery attempt of the terminal event, shown on the ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationAttempt {
@@ -194,11 +203,21 @@ pub struct PendingEvent {
     pub webhook_done: bool,
     pub sns_done: bool,
     pub next_webhook_at: i64,
+    /// When the topic is next tried (0: at once).
+    #[serde(default)]
+    pub next_sns_at: i64,
 }
 
 impl PendingEvent {
     pub fn is_done(&self) -> bool {
         self.webhook_done && self.sns_done
+    }
+
+    /// When the next delivery is due, if any is left.
+    pub fn next_due(&self) -> Option<i64> {
+        let sns = (!self.sns_done).then_some(self.next_sns_at);
+        let webhook = (!self.webhook_done).then_some(self.next_webhook_at);
+        sns.into_iter().chain(webhook).min()
     }
 }
 
@@ -321,7 +340,8 @@ impl Ticket {
 
     /// Re-enqueued by the sweeper: due now, so that it is swept again only
     /// if it waits another grace period (a queued ticket's next attempt, a
-    /// processing ticket's long-expired lease, move to `now`). A ticket
+    /// processing ticket's long-expired lease, a terminal ticket's overdue
+    /// notification, move to `now`). A ticket
     /// nothing had acted on is swept only once expired, and the worker
     /// fails an expired ticket before anything else: marking it delivered
     /// cannot make it run (see [`Ticket::park`]).
@@ -330,6 +350,16 @@ impl Ticket {
         match self.status {
             Status::Queued => t.next_attempt_at = Some(now),
             Status::Processing if self.lease_expired(now) => t.lease_until = Some(now),
+            Status::Succeeded | Status::Failed if self.due_at().is_some() => {
+                if let Some(e) = t.event.as_mut() {
+                    if !e.sns_done {
+                        e.next_sns_at = now;
+                    }
+                    if !e.webhook_done {
+                        e.next_webhook_at = now;
+                    }
+                }
+            }
             status => {
                 return Err(IllegalTransition {
                     from: status,
@@ -397,15 +427,16 @@ impl Ticket {
         t
     }
 
-    /// When a live worker should next act on this non-terminal ticket: its
-    /// next attempt, the end of its lease, or (never tried) its creation.
-    /// `None` once terminal. The sweeper re-enqueues tickets whose due time
-    /// is long past: their message was lost (but see [`Ticket::park`]).
+    /// When a live worker should next act on this ticket: its next
+    /// attempt, the end of its lease, or (never tried) its creation; once
+    /// terminal, its next notification attempt (`None` when all are done).
+    /// The sweeper re-enqueues tickets whose due time is long past: their
+    /// message was lost (but see [`Ticket::park`]).
     pub fn due_at(&self) -> Option<i64> {
         match self.status {
             Status::Queued => Some(self.next_attempt_at.unwrap_or(self.created_at)),
             Status::Processing => Some(self.lease_until.unwrap_or(self.updated_at)),
-            Status::Succeeded | Status::Failed => None,
+            Status::Succeeded | Status::Failed => self.event.as_ref()?.next_due(),
         }
     }
 

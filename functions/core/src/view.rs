@@ -72,6 +72,39 @@ pub struct TicketView {
     pub result: Option<ResultView>,
     pub error: Option<TicketError>,
     pub notifications: Vec<NotificationView>,
+    /// Once terminal: where each notification channel stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryView>,
+}
+
+/// `pending` (attempts left), `delivered`, or `exhausted` (every attempt
+/// failed: the receiver never heard of the outcome).
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    /// Absent without a `Callback-Url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<&'static str>,
+    pub sns: &'static str,
+}
+
+fn delivery(t: &Ticket) -> Option<DeliveryView> {
+    let event = t.event.as_ref()?;
+    let state = |channel: Channel, done: bool| {
+        let last = t.notifications.iter().rev().find(|n| n.channel == channel);
+        match (done, last) {
+            (false, _) => "pending",
+            (true, Some(n)) if !n.delivered => "exhausted",
+            (true, _) => "delivered",
+        }
+    };
+    Some(DeliveryView {
+        webhook: t
+            .request
+            .callback_url
+            .as_ref()
+            .map(|_| state(Channel::Webhook, event.webhook_done)),
+        sns: state(Channel::Sns, event.sns_done),
+    })
 }
 
 impl From<&Ticket> for TicketView {
@@ -99,6 +132,7 @@ impl From<&Ticket> for TicketView {
                     error: n.error.clone(),
                 })
                 .collect(),
+            delivery: delivery(t),
         }
     }
 }

@@ -7,16 +7,22 @@
 //! notification only delays it, and a retry never calls the backend again
 //! because the ticket is already terminal. Each attempt is recorded on the
 //! ticket (`notifications`).
+//!
+//! A failed delivery is tried again on `NOTIFY_RETRY_SCHEDULE` (5 s up to
+//! 10 h apart, about a day in all), each channel on its own clock, up to
+//! `WEBHOOK_MAX_ATTEMPTS`. A channel that runs out is *exhausted*: shown on
+//! the ticket (`delivery`), logged as an error and counted
+//! (`NotificationExhausted`, which an alarm watches).
 
 use std::time::Duration;
 
 use failover_core::attempt::pending_event;
-use failover_core::backoff::retry_delay;
+use failover_core::metrics::Metric;
 use failover_core::ports::TopicEvent;
 use failover_core::ticket::{Channel, NotificationAttempt, PendingEvent, Ticket};
 use failover_core::webhook::signed_headers;
 
-use crate::process::Disposition;
+use crate::process::{Disposition, REQUEUE_FROM};
 use crate::Worker;
 
 impl Worker {
@@ -27,18 +33,17 @@ impl Worker {
             .count() as u32
     }
 
-    /// Delivers what is due; acknowledges once nothing is left.
+    /// Delivers what is due; acknowledges once nothing is left, and
+    /// otherwise brings the message back when the next attempt is due
+    /// (`NOTIFY_RETRY_SCHEDULE`).
     pub(crate) async fn notify(&self, ticket: Ticket) -> Disposition {
         let now = self.deps.clock.now_ms();
         let mut event = match &ticket.event {
             Some(e) => e.clone(),
             None => pending_event(&ticket, now),
         };
-        if event.is_done() {
-            return Disposition::Ack;
-        }
         let mut current = ticket;
-        if !event.sns_done {
+        if !event.sns_done && event.next_sns_at <= now {
             let n = Self::attempts_on(&current, Channel::Sns) + 1;
             let topic = TopicEvent {
                 event_id: event.event_id.clone(),
@@ -46,9 +51,12 @@ impl Worker {
                 status: current.status.as_str().to_string(),
                 body: event.payload.clone(),
             };
-            let outcome = self.notifiers.topic.publish(&topic).await;
-            let error = outcome.err().map(|e| e.to_string());
-            event.sns_done = error.is_none() || n >= self.policy.webhook_max_attempts;
+            let error = self.notifiers.topic.publish(&topic).await.err();
+            let error = error.map(|e| e.to_string());
+            match self.next_try(Channel::Sns, n, now, error.is_none()) {
+                Some(at) => event.next_sns_at = at,
+                None => event.sns_done = true,
+            }
             let attempt = NotificationAttempt {
                 channel: Channel::Sns,
                 attempt: n,
@@ -65,21 +73,15 @@ impl Worker {
         if !event.webhook_done && event.next_webhook_at <= now {
             let n = Self::attempts_on(&current, Channel::Webhook) + 1;
             let (status_code, error) = self.post_webhook(&current, &event, now).await;
-            let delivered = error.is_none();
-            if delivered || n >= self.policy.webhook_max_attempts {
-                event.webhook_done = true;
-            } else {
-                let delay = retry_delay(n, self.policy.retry_base, self.policy.retry_max);
-                event.next_webhook_at = now + delay.as_millis() as i64;
-            }
-            if !delivered {
-                tracing::warn!(attempt = n, ?status_code, ?error, "webhook delivery failed");
+            match self.next_try(Channel::Webhook, n, now, error.is_none()) {
+                Some(at) => event.next_webhook_at = at,
+                None => event.webhook_done = true,
             }
             let attempt = NotificationAttempt {
                 channel: Channel::Webhook,
                 attempt: n,
                 at: now,
-                delivered,
+                delivered: error.is_none(),
                 status_code,
                 error,
             };
@@ -91,19 +93,45 @@ impl Worker {
                 return Disposition::Retry(Duration::from_secs(1));
             }
         }
-        if event.is_done() {
-            Disposition::Ack
-        } else if !event.sns_done {
-            Disposition::Retry(retry_delay(
-                1,
-                self.policy.retry_base,
-                self.policy.retry_max,
-            ))
-        } else {
-            Disposition::Retry(Duration::from_millis(
-                (event.next_webhook_at - now).max(0) as u64
-            ))
+        match event.next_due() {
+            None => Disposition::Ack,
+            Some(at) => {
+                let wait = Duration::from_millis((at - now).max(0) as u64);
+                // A long wait re-sends the message rather than hiding it, so
+                // that a day of retries spends no receives; the sweeper
+                // brings back any ticket whose message is lost meanwhile.
+                match wait >= REQUEUE_FROM {
+                    true => Disposition::Requeue(wait),
+                    false => Disposition::Retry(wait),
+                }
+            }
         }
+    }
+
+    /// After attempt `n` on `channel`: when to try again, or `None` when it
+    /// is done (delivered, or out of attempts: exhausted, and said so).
+    fn next_try(&self, channel: Channel, n: u32, now: i64, delivered: bool) -> Option<i64> {
+        if delivered {
+            return None;
+        }
+        if n >= self.policy.webhook_max_attempts {
+            let name = channel.as_str();
+            tracing::error!(
+                channel = name,
+                attempts = n,
+                "notification exhausted: giving up"
+            );
+            self.deps
+                .metrics
+                .record(Metric::NotificationExhausted { channel: name });
+            return None;
+        }
+        tracing::warn!(
+            channel = channel.as_str(),
+            attempt = n,
+            "notification failed"
+        );
+        Some(now + self.policy.notify_schedule.after(n).as_millis() as i64)
     }
 
     async fn post_webhook(

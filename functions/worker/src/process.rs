@@ -42,7 +42,7 @@ const SOON: Duration = Duration::from_secs(1);
 /// Deferrals at least this long re-send the message instead of hiding it:
 /// an outage of hours would otherwise spend a receive per open period and
 /// push its backlog into the dead-letter queue.
-const REQUEUE_FROM: Duration = Duration::from_secs(60);
+pub(crate) const REQUEUE_FROM: Duration = Duration::from_secs(60);
 
 fn until(now: i64, at: i64) -> Duration {
     Duration::from_millis((at - now).max(0) as u64)
