@@ -64,6 +64,11 @@ impl MemoryStore {
         self.lock().published.clone()
     }
 
+    /// Every ticket id stored (tests check them all).
+    pub fn ticket_ids(&self) -> Vec<TicketId> {
+        self.lock().tickets.keys().copied().collect()
+    }
+
     /// Bodies and reasons of dead-lettered messages.
     pub fn dead_letters(&self) -> Vec<(String, String)> {
         self.lock()

@@ -1,0 +1,260 @@
+//! A fault at one chosen operation: the in-memory adapters behind a layer
+//! that numbers every store, queue and topic call across the run and, at
+//! the numbers a schedule names, fails it (error), never answers it
+//! (timeout), answers only after applying it 30 s later (a write that lands
+//! after its timeout), or kills the process there (this and every later
+//! call of that process never answers; a new process takes over).
+
+use std::future::{pending, Future};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use failover_adapters::memory::MemoryStore;
+use failover_core::ports::{
+    Delivery, EventPublisher, IdemRecord, IdempotencyStore, NotifyError, Queue, QueueError,
+    QueueStats, StoreError, TicketStore, TopicEvent,
+};
+use failover_core::ticket::{Status, Ticket, TicketId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Error,
+    Timeout,
+    LandsLate,
+    Crash,
+}
+
+pub const KINDS: [Kind; 4] = [Kind::Error, Kind::Timeout, Kind::LandsLate, Kind::Crash];
+
+/// The faults of one schedule, and the count of operations so far.
+#[derive(Default)]
+pub struct Plan {
+    faults: Vec<(usize, Kind)>,
+    next: AtomicUsize,
+    /// Recovery: no more faults.
+    off: AtomicBool,
+    /// Which operation each number was (for a failing schedule's report).
+    pub trace: Mutex<Vec<&'static str>>,
+}
+
+impl Plan {
+    pub fn new(faults: Vec<(usize, Kind)>) -> Arc<Self> {
+        Arc::new(Self {
+            faults,
+            ..Self::default()
+        })
+    }
+
+    pub fn ops(&self) -> usize {
+        self.next.load(Ordering::SeqCst)
+    }
+
+    pub fn stop_faults(&self) {
+        self.off.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The ports of one process.
+#[derive(Clone)]
+pub struct Chaos {
+    pub inner: MemoryStore,
+    plan: Arc<Plan>,
+    dead: Arc<AtomicBool>,
+}
+
+impl Chaos {
+    pub fn new(inner: MemoryStore, plan: Arc<Plan>) -> Self {
+        Self {
+            inner,
+            plan,
+            dead: Arc::default(),
+        }
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+
+    async fn run<T: Send + 'static, E: Send + 'static>(
+        &self,
+        name: &'static str,
+        op: impl Future<Output = Result<T, E>> + Send + 'static,
+        fail: impl Fn(String) -> E,
+    ) -> Result<T, E> {
+        if self.is_dead() {
+            return pending().await;
+        }
+        let n = self.plan.next.fetch_add(1, Ordering::SeqCst);
+        self.plan.trace.lock().expect("trace").push(name);
+        let fault = match self.plan.off.load(Ordering::SeqCst) {
+            true => None,
+            false => self
+                .plan
+                .faults
+                .iter()
+                .find(|(at, _)| *at == n)
+                .map(|f| f.1),
+        };
+        match fault {
+            None => op.await,
+            Some(Kind::Error) => Err(fail(format!("injected error at operation {n} ({name})"))),
+            Some(Kind::Timeout) => pending().await,
+            Some(Kind::LandsLate) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    let _ = op.await;
+                });
+                pending().await
+            }
+            Some(Kind::Crash) => {
+                self.dead.store(true, Ordering::SeqCst);
+                pending().await
+            }
+        }
+    }
+}
+
+fn store(e: String) -> StoreError {
+    StoreError::Unavailable(e)
+}
+
+fn queue(e: String) -> QueueError {
+    QueueError::Unavailable(e)
+}
+
+#[async_trait]
+impl TicketStore for Chaos {
+    async fn create(&self, t: &Ticket) -> Result<(), StoreError> {
+        let (s, t) = (self.inner.clone(), t.clone());
+        self.run("ticket create", async move { s.create(&t).await }, store)
+            .await
+    }
+
+    async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        let (s, id) = (self.inner.clone(), *id);
+        self.run(
+            "ticket get",
+            async move { TicketStore::get(&s, &id).await },
+            store,
+        )
+        .await
+    }
+
+    async fn update(&self, t: &Ticket, status: Status, v: u64) -> Result<(), StoreError> {
+        let (s, t) = (self.inner.clone(), t.clone());
+        let op = async move { s.update(&t, status, v).await };
+        self.run("ticket update", op, store).await
+    }
+
+    async fn delete(&self, id: &TicketId, v: u64) -> Result<(), StoreError> {
+        let (s, id) = (self.inner.clone(), *id);
+        self.run(
+            "ticket delete",
+            async move { TicketStore::delete(&s, &id, v).await },
+            store,
+        )
+        .await
+    }
+
+    async fn overdue(&self, before: i64, limit: usize) -> Result<Vec<TicketId>, StoreError> {
+        let s = self.inner.clone();
+        let op = async move { s.overdue(before, limit).await };
+        self.run("ticket scan", op, store).await
+    }
+
+    async fn oldest_due(&self) -> Result<Option<i64>, StoreError> {
+        self.inner.oldest_due().await
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for Chaos {
+    async fn insert(&self, r: &IdemRecord) -> Result<(), StoreError> {
+        let (s, r) = (self.inner.clone(), r.clone());
+        self.run("key insert", async move { s.insert(&r).await }, store)
+            .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<IdemRecord>, StoreError> {
+        let (s, key) = (self.inner.clone(), key.to_string());
+        let op = async move { IdempotencyStore::get(&s, &key).await };
+        self.run("key get", op, store).await
+    }
+
+    async fn replace(&self, r: &IdemRecord, v: u64) -> Result<(), StoreError> {
+        let (s, r) = (self.inner.clone(), r.clone());
+        self.run("key replace", async move { s.replace(&r, v).await }, store)
+            .await
+    }
+
+    async fn delete(&self, key: &str, v: u64) -> Result<(), StoreError> {
+        let (s, key) = (self.inner.clone(), key.to_string());
+        let op = async move { IdempotencyStore::delete(&s, &key, v).await };
+        self.run("key delete", op, store).await
+    }
+}
+
+#[async_trait]
+impl Queue for Chaos {
+    async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+        let (s, body) = (self.inner.clone(), body.to_string());
+        self.run(
+            "queue send",
+            async move { s.send(&body, delay).await },
+            queue,
+        )
+        .await
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let s = self.inner.clone();
+        let op = async move { s.receive(max, visibility, wait).await };
+        self.run("queue receive", op, queue).await
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
+        let (s, r) = (self.inner.clone(), receipt.to_string());
+        self.run("queue ack", async move { s.ack(&r).await }, queue)
+            .await
+    }
+
+    async fn defer(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        let (s, r) = (self.inner.clone(), receipt.to_string());
+        self.run(
+            "queue defer",
+            async move { s.defer(&r, delay).await },
+            queue,
+        )
+        .await
+    }
+
+    async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), QueueError> {
+        let (s, d, why) = (self.inner.clone(), d.clone(), reason.to_string());
+        let op = async move { s.dead_letter(&d, &why).await };
+        self.run("queue dead-letter", op, queue).await
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        self.inner.stats().await
+    }
+}
+
+#[async_trait]
+impl EventPublisher for Chaos {
+    async fn publish(&self, event: &TopicEvent) -> Result<(), NotifyError> {
+        let (s, e) = (self.inner.clone(), event.clone());
+        self.run(
+            "topic publish",
+            async move { s.publish(&e).await },
+            NotifyError,
+        )
+        .await
+    }
+}
