@@ -81,6 +81,18 @@ async fn start(dir: &std::path::Path, backend: &str) -> Running {
     .await
 }
 
+/// The ticket as `GET /tickets/{id}` shows it (`wait` seconds at most).
+async fn ticket(client: &reqwest::Client, base: &str, id: &str, wait: u64) -> Value {
+    client
+        .get(format!("{base}/tickets/{id}?wait={wait}"))
+        .send()
+        .await
+        .expect("GET ticket")
+        .json()
+        .await
+        .expect("ticket json")
+}
+
 /// Sends `signal` to `child` and waits (at most 20 s) for a clean exit.
 async fn stop(child: &mut Child, signal: &str) {
     let pid = child.id().expect("pid").to_string();
@@ -151,14 +163,7 @@ async fn kill_minus_nine_loses_no_accepted_request() {
     let until = tokio::time::Instant::now() + Duration::from_secs(60);
     for id in &accepted {
         loop {
-            let t: Value = client
-                .get(format!("{}/tickets/{id}?wait=5", gateway.base))
-                .send()
-                .await
-                .expect("GET ticket")
-                .json()
-                .await
-                .expect("ticket json");
+            let t = ticket(&client, &gateway.base, id, 5).await;
             if t["status"] == "succeeded" {
                 break;
             }
@@ -211,14 +216,7 @@ async fn shutdown_writes_the_answer_of_a_call_kept_running_after_its_202() {
     // for that answer and writes it before it exits.
     stop(&mut first.child, "-TERM").await;
     let again = spawn().await;
-    let t: Value = client
-        .get(format!("{}/tickets/{id}", again.base))
-        .send()
-        .await
-        .expect("GET ticket")
-        .json()
-        .await
-        .expect("ticket json");
+    let t = ticket(&client, &again.base, &id, 0).await;
     assert_eq!(t["status"], "succeeded", "{t}");
     assert_eq!(t["result"]["status_code"], 201, "{t}");
     assert_eq!(backend.calls().len(), 1, "the backend was called once");
@@ -282,14 +280,7 @@ async fn the_demo_backend_shows_both_paths_and_ctrl_c_stops_cleanly() {
     let id = body["ticket_id"].as_str().unwrap().to_string();
     let until = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let t: Value = client
-            .get(format!("{base}/tickets/{id}?wait=5"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let t = ticket(&client, &base, &id, 5).await;
         if t["status"] == "succeeded" {
             assert_eq!(t["result"]["body"]["request"]["amount"], 2);
             break;

@@ -257,6 +257,16 @@ pub struct IllegalTransition {
     pub to: Status,
 }
 
+impl IllegalTransition {
+    /// A change that keeps the status, not allowed in this one.
+    fn within(status: Status) -> Self {
+        Self {
+            from: status,
+            to: status,
+        }
+    }
+}
+
 impl Ticket {
     pub fn new(
         id: TicketId,
@@ -296,6 +306,14 @@ impl Ticket {
         self
     }
 
+    /// The same ticket, one write later.
+    fn touched(&self, now: i64) -> Ticket {
+        let mut t = self.clone();
+        t.version += 1;
+        t.updated_at = now;
+        t
+    }
+
     fn to(&self, next: Status, now: i64) -> Result<Ticket, IllegalTransition> {
         if !self.status.can_become(next) {
             return Err(IllegalTransition {
@@ -303,10 +321,8 @@ impl Ticket {
                 to: next,
             });
         }
-        let mut t = self.clone();
+        let mut t = self.touched(now);
         t.status = next;
-        t.version += 1;
-        t.updated_at = now;
         t.delivered = true;
         Ok(t)
     }
@@ -330,9 +346,7 @@ impl Ticket {
                 to: Status::Queued,
             });
         }
-        let mut t = self.clone();
-        t.version += 1;
-        t.updated_at = now;
+        let mut t = self.touched(now);
         t.next_attempt_at = Some(until);
         t.delivered = true;
         Ok(t)
@@ -346,7 +360,7 @@ impl Ticket {
     /// fails an expired ticket before anything else: marking it delivered
     /// cannot make it run (see [`Ticket::park`]).
     pub fn swept(&self, now: i64) -> Result<Ticket, IllegalTransition> {
-        let mut t = self.clone();
+        let mut t = self.touched(now);
         match self.status {
             Status::Queued => t.next_attempt_at = Some(now),
             Status::Processing if self.lease_expired(now) => t.lease_until = Some(now),
@@ -360,15 +374,8 @@ impl Ticket {
                     }
                 }
             }
-            status => {
-                return Err(IllegalTransition {
-                    from: status,
-                    to: status,
-                })
-            }
+            status => return Err(IllegalTransition::within(status)),
         }
-        t.version += 1;
-        t.updated_at = now;
         t.delivered = true;
         Ok(t)
     }
@@ -419,9 +426,7 @@ impl Ticket {
         attempt: NotificationAttempt,
         event: PendingEvent,
     ) -> Ticket {
-        let mut t = self.clone();
-        t.version += 1;
-        t.updated_at = now;
+        let mut t = self.touched(now);
         t.notifications.push(attempt);
         t.event = Some(event);
         t
@@ -448,19 +453,12 @@ impl Ticket {
     /// expires (then swept, and failed as expired without a backend call);
     /// if its own message does come, the worker ignores the parked time.
     pub fn park(&self, now: i64) -> Result<Ticket, IllegalTransition> {
-        let mut t = self.clone();
+        let mut t = self.touched(now);
         match self.status {
             Status::Queued if !self.delivered => t.next_attempt_at = Some(self.expires_at),
             Status::Processing if !self.delivered => t.lease_until = Some(self.expires_at),
-            status => {
-                return Err(IllegalTransition {
-                    from: status,
-                    to: status,
-                })
-            }
+            status => return Err(IllegalTransition::within(status)),
         }
-        t.version += 1;
-        t.updated_at = now;
         Ok(t)
     }
 
