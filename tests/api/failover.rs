@@ -167,6 +167,15 @@ async fn store_down_during_capture_is_a_503_never_a_202() {
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    // What failed inside is logged, never sent (an AWS error names
+    // accounts and roles).
+    let problem: serde_json::Value = resp.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.starts_with("nothing was accepted"), "{detail}");
+    assert!(
+        !detail.contains("injected") && !detail.contains("ticket store"),
+        "{detail}"
+    );
     nothing_captured(&app).await;
 }
 

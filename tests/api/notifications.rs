@@ -165,3 +165,20 @@ async fn callbacks_need_a_configured_secret() {
         .unwrap();
     assert_eq!(resp.status(), 400);
 }
+
+#[tokio::test]
+async fn a_token_in_the_callback_url_never_reaches_the_ticket() {
+    let app = spawn_app_with(test_policy(), Behaviour::ok("{}")).await;
+    // Nothing listens on port 9: the delivery fails with a network error.
+    let id = accepted_with_callback(&app, "http://127.0.0.1:9/hook?token=s3cr3t").await;
+    let t = app
+        .wait_for(&id, |t| {
+            t["notifications"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|a| a["channel"] == "webhook"))
+        })
+        .await;
+    let text = t.to_string();
+    assert!(text.contains("error"), "{text}");
+    assert!(!text.contains("s3cr3t"), "{text}");
+}

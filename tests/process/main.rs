@@ -309,6 +309,72 @@ async fn the_demo_backend_shows_both_paths_and_ctrl_c_stops_cleanly() {
     assert!(dir.path().join("failover.sqlite3").exists());
 }
 
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_is_private_and_an_unreadable_secret_stops_start_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut running = launch(gateway(&data).stderr(Stdio::null())).await;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "DATA_DIR");
+    assert_eq!(mode(&data.join("failover.sqlite3")), 0o600);
+    assert_eq!(mode(&data.join("webhook_secret")), 0o600);
+    stop(&mut running.child, "-TERM").await;
+
+    // A secret that exists but cannot be read (here: not text) is not
+    // silently replaced: receivers verify with the old one.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    let unreadable = [0xff, 0xfe, 0x00, 0x01];
+    std::fs::write(other.join("webhook_secret"), unreadable).expect("write");
+    let out = gateway(&other).output().await.expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("webhook_secret"), "{err}");
+    let kept = std::fs::read(other.join("webhook_secret")).expect("read");
+    assert_eq!(kept, unreadable, "the secret file is left as it was");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_ignore_proxy_variables() {
+    // A proxy would resolve the callback's name itself, past the guard.
+    let hook = failover_tests::receiver::Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = gateway(dir.path());
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "all_proxy",
+    ] {
+        cmd.env(var, "http://127.0.0.1:9");
+    }
+    // The (demo) backend is reached directly; the callback goes to a name
+    // the proxy variables do cover.
+    cmd.env("NO_PROXY", "127.0.0.1").env_remove("no_proxy");
+    let callback = hook.url.replace("127.0.0.1", "localhost");
+    let running = launch(cmd.stderr(Stdio::null())).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/requests", running.base))
+        .header("content-type", "application/json")
+        .header("prefer", "respond-async")
+        .header("callback-url", &callback)
+        .body(r#"{"amount": 5}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 202);
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while hook.deliveries().is_empty() {
+        assert!(tokio::time::Instant::now() < until, "no webhook arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn bad_configuration_stops_start_up_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -4,7 +4,10 @@
 //! can resolve to a private address by delivery time. The client resolves
 //! names through [`GuardedResolver`], which drops every address the callback
 //! rules refuse, and it never follows redirects (a redirect is another way to
-//! reach a target nobody validated).
+//! reach a target nobody validated), nor a proxy from the environment (which
+//! would resolve the name itself, past the guard). Errors never carry the
+//! URL: a callback URL may hold a token in its query, and errors are logged
+//! and shown on the ticket.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +50,7 @@ impl HttpWebhookSender {
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver { rules }))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .connect_timeout(Duration::from_secs(5))
             .user_agent("failover-gateway-webhooks/1")
             .build()
@@ -75,7 +79,7 @@ impl WebhookSender for HttpWebhookSender {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| NotifyError(e.to_string()))?;
+            .map_err(|e| NotifyError(e.without_url().to_string()))?;
         Ok(resp.status().as_u16())
     }
 }

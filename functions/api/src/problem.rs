@@ -53,6 +53,10 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+/// The `detail` of every 503: the cause is logged, never sent.
+const UNAVAILABLE: &str = "nothing was accepted: the request could not be stored durably \
+     right now; retry after Retry-After seconds, with the same Idempotency-Key";
+
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ApiError::*;
@@ -132,11 +136,20 @@ impl IntoResponse for ApiError {
             ApiError::ResultNotReady { id, .. } => Some(format!("/tickets/{id}")),
             _ => None,
         };
+        let detail = match &self {
+            // What failed inside (an AWS error names accounts and roles)
+            // goes to the log, with the request id of this span.
+            ApiError::Submit(SubmitError::Unavailable { .. }) | ApiError::Unavailable(_) => {
+                tracing::error!(cause = %self, "answering 503");
+                UNAVAILABLE.to_string()
+            }
+            _ => self.to_string(),
+        };
         let problem = Problem {
             kind: format!("/problems/{slug}"),
             title,
             status: status.as_u16(),
-            detail: self.to_string(),
+            detail,
             status_url: status_url.clone(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();

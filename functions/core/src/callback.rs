@@ -78,12 +78,33 @@ fn check_ip(ip: IpAddr, rules: CallbackRules) -> Result<(), CallbackError> {
 fn classify(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return classify_v4(v4);
-            }
-            classify_v6(v6)
-        }
+        IpAddr::V6(v6) => match embedded_v4(v6) {
+            // An IPv6 address that reaches an IPv4 one is judged as that
+            // one: else `[64:ff9b::a9fe:a9fe]` would reach the metadata
+            // service through a NAT64 gateway.
+            Some(v4) => classify_v4(v4).or(classify_v6(v6)),
+            None => classify_v6(v6),
+        },
+    }
+}
+
+/// The IPv4 address an IPv6 one carries: IPv4-mapped (`::ffff:0:0/96`),
+/// IPv4-compatible (`::/96`, deprecated), NAT64 (`64:ff9b::/96` and the
+/// local-use `64:ff9b:1::/48`) and 6to4 (`2002::/16`).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(low),
+        [0, 0, 0, 0, 0, 0, _, _] if !ip.is_loopback() && !ip.is_unspecified() => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 1, ..] => Some(low),
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        )),
+        _ => None,
     }
 }
 
@@ -136,6 +157,10 @@ mod tests {
     fn public_https_is_fine() {
         assert!(validate("https://hooks.example.com/x", STRICT).is_ok());
         assert!(validate("https://93.184.216.34/x", STRICT).is_ok());
+        // Public IPv4 inside IPv6 is as fine as the IPv4 itself.
+        assert!(validate("https://[64:ff9b::5db8:d822]/x", STRICT).is_ok());
+        assert!(validate("https://[2002:5db8:d822::1]/x", STRICT).is_ok());
+        assert!(validate("https://[2606:4700::1111]/x", STRICT).is_ok());
     }
 
     #[test]
@@ -151,6 +176,13 @@ mod tests {
             "https://[fe80::1]/x",
             "https://[fd00::1]/x",
             "https://[::ffff:10.0.0.1]/x",
+            // IPv4 inside IPv6: NAT64, its local-use prefix, 6to4 and
+            // IPv4-compatible, each reaching a refused IPv4 address.
+            "https://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+            "https://[64:ff9b:1::7f00:1]/x",
+            "https://[2002:a9fe:a9fe::1]/x",
+            "https://[2002:0a00:0001::]/x",
+            "https://[::10.0.0.1]/x",
             "https://0.0.0.0/x",
             "https://user:pw@example.com/x",
             "ftp://example.com/x",

@@ -32,32 +32,77 @@ pub fn init_tracing() {
 }
 
 /// The webhook secret kept in the data directory, created on first start,
-/// so a developer's receivers keep verifying across restarts.
+/// so a developer's receivers keep verifying across restarts. One that
+/// exists but cannot be read stops start-up: replacing it would silently
+/// break every receiver that verifies with it.
 fn local_secret(dir: &Path) -> anyhow::Result<WebhookSecret> {
     let path = dir.join("webhook_secret");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return WebhookSecret::parse(&text)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("{} is not a valid secret", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return WebhookSecret::parse(&text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("{} is not a valid secret", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
     let mut key = vec![0u8; 32];
     rand::rng().fill_bytes(&mut key);
     let secret = WebhookSecret::from_bytes(key);
-    std::fs::write(&path, secret.to_text())
-        .with_context(|| format!("writing {}", path.display()))?;
+    write_private(&path, secret.to_text().as_bytes())?;
     Ok(secret)
+}
+
+/// The data directory holds request bodies and the webhook secret: only
+/// this user may enter it (0700), and its files are 0600.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating DATA_DIR {}", dir.display()))?;
+    restrict(dir, 0o700)
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("restricting {} to {mode:o}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &Path, _: u32) -> anyhow::Result<()> {
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub async fn run(
     mut config: LocalConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
+    private_dir(&config.data_dir)?;
     let db = config.data_dir.join("failover.sqlite3");
     let clock = Arc::new(SystemClock);
     let store = SqliteStore::open(&db, clock.clone(), SqliteOptions::default())
         .with_context(|| format!("opening {}", db.display()))?;
+    for file in [
+        "failover.sqlite3",
+        "failover.sqlite3-wal",
+        "failover.sqlite3-shm",
+    ] {
+        let path = config.data_dir.join(file);
+        if path.exists() {
+            restrict(&path, 0o600)?;
+        }
+    }
     let secret_from_env = config.policy.webhook_secret.is_some();
     if !secret_from_env {
         config.policy.webhook_secret = Some(local_secret(&config.data_dir)?);
