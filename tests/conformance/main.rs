@@ -144,3 +144,83 @@ async fn sqlite_refuses_stale_receipts() {
     );
     q.ack(&second[0].receipt).await.unwrap();
 }
+
+/// Local mode's retention: what is past it goes, what is not stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_purges_what_is_past_its_retention() {
+    use failover_core::ports::{
+        EventPublisher, IdemOutcome, IdemRecord, IdempotencyStore, Queue, TicketStore, TopicEvent,
+    };
+    use failover_core::ticket::{CapturedRequest, Reason, Ticket, TicketId};
+    use failover_core::Clock;
+    use std::time::Duration;
+
+    let (s, _dir) = sqlite();
+    let now = SystemClock.now_ms();
+    let req = CapturedRequest {
+        body: "{}".into(),
+        content_type: "application/json".into(),
+        request_id: "r".into(),
+        callback_url: None,
+    };
+    let day = 24 * 3600 * 1000;
+    // Expired two days ago: past the day of retention. And a live one.
+    let old = Ticket::new(
+        TicketId::new(),
+        Reason::Timeout,
+        req.clone(),
+        now - 3 * day,
+        day,
+    );
+    let live = Ticket::new(TicketId::new(), Reason::Timeout, req, now, day);
+    s.create(&old).await.unwrap();
+    s.create(&live).await.unwrap();
+    let record = |key: &str, expires_at| IdemRecord {
+        key: key.into(),
+        fingerprint: "f".into(),
+        version: 1,
+        outcome: IdemOutcome::InFlight {
+            lease_until: 0,
+            ticket_id: TicketId::new(),
+        },
+        expires_at,
+    };
+    s.insert(&record("gone", now - 1)).await.unwrap();
+    s.insert(&record("kept", now + day)).await.unwrap();
+    let event = TopicEvent {
+        event_id: "e1".into(),
+        event_type: "ticket.succeeded".into(),
+        status: "succeeded".into(),
+        body: "{}".into(),
+    };
+    s.publish(&event).await.unwrap();
+    s.send("poison", Duration::ZERO).await.unwrap();
+    let d = s
+        .receive(1, Duration::from_secs(30), Duration::from_secs(2))
+        .await
+        .unwrap();
+    s.dead_letter(&d[0], "test").await.unwrap();
+
+    // Publications and dead letters are kept for `keep`...
+    let p = s.purge(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(
+        (p.tickets, p.keys, p.publications, p.dead_letters),
+        (1, 1, 0, 0)
+    );
+    assert_eq!(s.ticket_ids().await.unwrap(), vec![live.id]);
+    assert!(IdempotencyStore::get(s.as_ref(), "kept")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(s.publications().await.unwrap().len(), 1);
+    // ...and go after it.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let p = s.purge(Duration::from_millis(10)).await.unwrap();
+    assert_eq!(
+        (p.tickets, p.keys, p.publications, p.dead_letters),
+        (0, 0, 1, 1)
+    );
+    assert!(s.publications().await.unwrap().is_empty());
+    assert!(s.dead_letters().await.unwrap().is_empty());
+    assert_eq!(s.stats().await.unwrap().dead_letters, 0);
+}

@@ -7,7 +7,6 @@
 //! the tickets once it recovers. It honours `Idempotency-Key` the way a real
 //! payment API does: the same key gets the same answer, processed once.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use crate::answers::Answers;
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DemoSettings {
@@ -33,8 +34,8 @@ pub struct DemoSettings {
 #[derive(Clone, Default)]
 pub struct DemoBackend {
     settings: Arc<Mutex<Option<DemoSettings>>>,
-    /// Answers by idempotency key (bounded: cleared past 100 000 entries).
-    done: Arc<Mutex<HashMap<String, Value>>>,
+    /// Answers by idempotency key, the most recent within a byte budget.
+    done: Arc<Mutex<Answers>>,
 }
 
 impl DemoBackend {
@@ -90,10 +91,7 @@ async fn handle(State(demo): State<DemoBackend>, headers: HeaderMap, body: Bytes
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if let Some(prev) = key
-        .as_ref()
-        .and_then(|k| demo.done.lock().ok()?.get(k).cloned())
-    {
+    if let Some(prev) = key.as_ref().and_then(|k| demo.done.lock().ok()?.get(k)) {
         return (StatusCode::OK, Json(prev)).into_response();
     }
     if rand::rng().random_bool(s.error_rate.clamp(0.0, 1.0)) {
@@ -108,9 +106,6 @@ async fn handle(State(demo): State<DemoBackend>, headers: HeaderMap, body: Bytes
         "processed_at": failover_core::view::rfc3339(chrono_now()),
     });
     if let (Some(k), Ok(mut done)) = (key, demo.done.lock()) {
-        if done.len() > 100_000 {
-            done.clear();
-        }
         done.insert(k, answer.clone());
     }
     (StatusCode::OK, Json(answer)).into_response()

@@ -7,6 +7,7 @@
 //! (a fault-injecting store, a mock backend), so they exercise exactly what
 //! the binary runs.
 
+mod answers;
 pub mod config;
 pub mod demo;
 pub mod run;

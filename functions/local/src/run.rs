@@ -122,6 +122,7 @@ pub async fn run(
     };
     let webhooks = Arc::new(HttpWebhookSender::new(rules).map_err(anyhow::Error::msg)?);
     let store = Arc::new(store);
+    purge_every_hour(store.clone(), policy.ticket_ttl);
     let parts = Parts {
         tickets: store.clone(),
         idempotency: store.clone(),
@@ -151,6 +152,21 @@ pub async fn run(
     serve(listener, app, config.worker_concurrency, shutdown)
         .await
         .context("serving")
+}
+
+/// Keeps the data file bounded: expired tickets, keys, old publications
+/// and dead letters go (see [`SqliteStore::purge`]). Idempotent, so the
+/// process may stop at any point of it.
+fn purge_every_hour(store: Arc<SqliteStore>, keep: std::time::Duration) {
+    tokio::spawn(async move {
+        loop {
+            match store.purge(keep).await {
+                Ok(p) => tracing::info!(?p, "purged what is past its retention"),
+                Err(e) => tracing::warn!(error = %e, "purge failed; next hour again"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+    });
 }
 
 fn print_banner(

@@ -36,12 +36,14 @@ CREATE TABLE IF NOT EXISTS tickets (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tickets_due ON tickets (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tickets_purge ON tickets (purge_at);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     doc TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
 CREATE TABLE IF NOT EXISTS queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -60,6 +62,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     sent_at INTEGER NOT NULL,
     dead_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS dead_letters_age ON dead_letters (dead_at);
 CREATE TABLE IF NOT EXISTS publications (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL UNIQUE,
@@ -68,7 +71,21 @@ CREATE TABLE IF NOT EXISTS publications (
     body TEXT NOT NULL,
     published_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS publications_age ON publications (published_at);
 "#;
+
+/// Rows deleted per statement of a purge: the writer is shared, so a purge
+/// of a long backlog goes in slices between the writes of live requests.
+const PURGE_SLICE: i64 = 1000;
+
+/// What a purge removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub tickets: usize,
+    pub keys: usize,
+    pub publications: usize,
+    pub dead_letters: usize,
+}
 
 /// Tuning of the embedded queue.
 #[derive(Debug, Clone, Copy)]
@@ -219,6 +236,46 @@ impl SqliteStore {
             })
             .await?;
         parse_ids(&ids)
+    }
+
+    /// Local mode's retention, so that the file does not grow without
+    /// bound: drops tickets past their retention (a day after they expire,
+    /// as DynamoDB's TTL does in AWS mode; reads already hide them),
+    /// idempotency records past their expiry, and publications and dead
+    /// letters older than `keep`.
+    pub async fn purge(&self, keep: std::time::Duration) -> Result<Purged, StoreError> {
+        let now = self.now();
+        let before = now - keep.as_millis() as i64;
+        let slices = [
+            ("tickets", "id", "purge_at", now),
+            ("idempotency", "key", "expires_at", now),
+            ("publications", "seq", "published_at", before),
+            ("dead_letters", "id", "dead_at", before),
+        ];
+        let mut counts = [0usize; 4];
+        for (count, (table, key, at, until)) in counts.iter_mut().zip(slices) {
+            let sql = format!(
+                "DELETE FROM {table} WHERE {key} IN \
+                 (SELECT {key} FROM {table} WHERE {at} <= ?1 LIMIT {PURGE_SLICE})"
+            );
+            loop {
+                let sql = sql.clone();
+                let gone = self
+                    .write(move |c| c.execute(&sql, [until]).map_err(unavailable))
+                    .await?;
+                *count += gone;
+                if (gone as i64) < PURGE_SLICE {
+                    break;
+                }
+            }
+        }
+        let [tickets, keys, publications, dead_letters] = counts;
+        Ok(Purged {
+            tickets,
+            keys,
+            publications,
+            dead_letters,
+        })
     }
 
     /// The dead-letter table, oldest first.
