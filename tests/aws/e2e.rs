@@ -299,3 +299,35 @@ async fn the_scheduled_sweeper_re_enqueues_a_lost_ticket() {
     assert!(failures(&s.work(&messages).await).is_empty());
     assert_eq!(s.ticket(&orphan).await.status, Status::Succeeded);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_scoped_per_authenticated_caller() {
+    let s = Stack::start().await;
+    let as_caller = |sub: &str| {
+        let mut event = failover_tests::events::http_api(
+            "POST",
+            "/requests",
+            "",
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", "order-1"),
+            ],
+            Some(r#"{"amount": 9}"#),
+        );
+        event["requestContext"]["authorizer"] = serde_json::json!({
+            "jwt": {"claims": {"iss": "https://issuer.example", "sub": sub}, "scopes": null}
+        });
+        event
+    };
+    let post = |event| async { s.api.invoke(event, Duration::from_secs(10)).await.unwrap() };
+    let alice = post(as_caller("alice")).await;
+    assert_eq!(alice["statusCode"], 200, "{alice}");
+    // Alice's retry replays her answer...
+    let again = post(as_caller("alice")).await;
+    assert_eq!(again["headers"]["idempotent-replayed"], "true", "{again}");
+    // ...but Bob's request with the same key is his own, never her answer.
+    let bob = post(as_caller("bob")).await;
+    assert_eq!(bob["statusCode"], 200, "{bob}");
+    assert!(bob["headers"].get("idempotent-replayed").is_none(), "{bob}");
+    assert_eq!(s.backend.calls().len(), 2, "one call per caller");
+}

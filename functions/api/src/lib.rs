@@ -33,6 +33,12 @@ use crate::problem::ApiError;
 #[derive(Debug, Clone, Copy)]
 pub struct DeadlineCap(pub Duration);
 
+/// Who is calling, as the host authenticated them (on AWS: the IAM caller
+/// or the JWT's subject), inserted as a request extension. Idempotency-Keys
+/// are scoped per caller: one client's key never replays another's answer.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
 /// Long polls held at once; more answer at once with the current state (a
 /// poll reads the store, and the worker needs it too).
 pub const MAX_LONG_POLLS: usize = 64;

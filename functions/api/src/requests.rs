@@ -16,7 +16,7 @@ use failover_core::idempotency::valid_key;
 use serde_json::json;
 
 use crate::problem::ApiError;
-use crate::{AppState, DeadlineCap};
+use crate::{AppState, Caller, DeadlineCap};
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const CALLBACK_URL: &str = "callback-url";
@@ -77,9 +77,16 @@ fn parse_prefer(headers: &HeaderMap) -> Result<(bool, Option<Duration>), ApiErro
     Ok((respond_async, wait))
 }
 
+/// A key in its caller's own space: the caller's fingerprint, then the key.
+fn scoped(caller: &str, key: &str) -> String {
+    let who = failover_core::idempotency::fingerprint(caller.as_bytes());
+    format!("{}/{key}", &who[..32])
+}
+
 pub async fn submit(
     State(state): State<AppState>,
     cap: Option<Extension<DeadlineCap>>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -88,7 +95,10 @@ pub async fn submit(
         .unwrap_or_default()
         .to_string();
     let idempotency_key = match header_str(&headers, IDEMPOTENCY_KEY)? {
-        Some(k) if valid_key(k) => Some(k.to_string()),
+        Some(k) if valid_key(k) => Some(match &caller {
+            Some(Extension(Caller(who))) => scoped(who, k),
+            None => k.to_string(),
+        }),
         Some(_) => {
             return Err(ApiError::BadHeader(
                 "Idempotency-Key must be 1-255 visible ASCII characters".into(),

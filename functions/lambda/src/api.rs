@@ -4,7 +4,8 @@
 //! starts stay short). Each request's sync deadline is capped by what is
 //! left of the invocation minus a reserve for the capture, so a slow backend
 //! still leaves time to write the ticket and the message before Lambda stops
-//! the function: a request is answered 202 (or 503), never cut off.
+//! the function: a request is answered 202 (or 503), never cut off. The
+//! caller API Gateway authenticated (IAM or JWT) scopes Idempotency-Keys.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,16 +15,41 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use failover_adapters::aws::env::{init_json_tracing, ports, AwsSettings};
 use failover_core::{Engine, Policy};
+use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 
-use failover_api::{router, AppState, DeadlineCap};
+use failover_api::{router, AppState, Caller, DeadlineCap};
 
 /// What must stay free after the sync attempt: two capture writes.
 fn capture_reserve(policy: &Policy) -> Duration {
     policy.capture_timeout * 2 + Duration::from_millis(100)
 }
 
-async fn cap_by_invocation(reserve: Duration, mut req: Request, next: Next) -> Response {
+/// The caller API Gateway authenticated: the IAM caller (`AWS_IAM`) or the
+/// JWT's `sub` (`JWT`); `None` without authentication.
+fn caller(req: &Request) -> Option<Caller> {
+    let RequestContext::ApiGatewayV2(ctx) = req.request_context_ref()? else {
+        return None;
+    };
+    let auth = ctx.authorizer.as_ref()?;
+    let iam = auth.iam.as_ref().and_then(|i| {
+        i.user_arn
+            .clone()
+            .or_else(|| i.caller_id.clone())
+            .map(|who| format!("iam:{who}"))
+    });
+    let jwt = auth.jwt.as_ref().and_then(|j| {
+        let issuer = j.claims.get("iss").map(String::as_str).unwrap_or("");
+        j.claims.get("sub").map(|sub| format!("jwt:{issuer}:{sub}"))
+    });
+    iam.or(jwt).map(Caller)
+}
+
+/// What the invocation tells each request: its time cap and its caller.
+async fn from_invocation(reserve: Duration, mut req: Request, next: Next) -> Response {
+    if let Some(who) = caller(&req) {
+        req.extensions_mut().insert(who);
+    }
     if let Some(ctx) = req.lambda_context_ref() {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -44,7 +70,7 @@ pub async fn run() -> Result<(), lambda_http::Error> {
     let reserve = capture_reserve(&policy);
     let engine = Arc::new(Engine::new(Arc::new(policy), ports.deps));
     let app = router(AppState::new(engine)).layer(middleware::from_fn(move |req, next| {
-        cap_by_invocation(reserve, req, next)
+        from_invocation(reserve, req, next)
     }));
     lambda_http::run(app).await
 }
