@@ -15,7 +15,6 @@ use failover_tests::events;
 use failover_tests::lambda_runtime::LambdaHarness;
 use failover_tests::mock_backend::{Behaviour, MockBackend};
 use failover_tests::receiver::Receiver;
-use failover_tests::spawn::TEST_SECRET;
 use serde_json::Value;
 
 pub struct Stack {
@@ -43,7 +42,7 @@ pub fn function_env(env: &AwsEnv, backend: &str) -> Vec<(&'static str, String)> 
         ("CAPTURE_TIMEOUT_MS", "2000".into()),
         ("RETRY_BASE_MS", "1000".into()),
         ("BREAKER_MIN_CALLS", "1000".into()),
-        ("WEBHOOK_SECRET", TEST_SECRET.into()),
+        ("WEBHOOK_SECRET_ID", env.webhook_secret_id.clone()),
         ("CALLBACK_ALLOW_LOOPBACK", "true".into()),
     ]
 }

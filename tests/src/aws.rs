@@ -29,6 +29,9 @@ pub struct AwsEnv {
     pub queue_url: String,
     pub dlq_url: String,
     pub topic_arn: String,
+    /// The Secrets Manager secret holding `TEST_SECRET` (what the worker
+    /// signs webhooks with).
+    pub webhook_secret_id: String,
 }
 
 /// The SDK configuration for the emulators. Panics with instructions when
@@ -90,12 +93,22 @@ pub async fn fresh() -> AwsEnv {
         .expect("create topic")
         .topic_arn
         .expect("topic arn");
+    let webhook_secret_id = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(format!("webhook-{suffix}"))
+        .secret_string(crate::spawn::TEST_SECRET)
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("secret arn");
     AwsEnv {
         sdk,
         table,
         queue_url,
         dlq_url,
         topic_arn,
+        webhook_secret_id,
     }
 }
 

@@ -325,19 +325,28 @@ fn environment_variables_are_exactly_what_the_code_reads() {
     assert!(read.contains("SYNC_DEADLINE_MS") && read.contains("WORKER_CONCURRENCY"));
     let unknown: Vec<_> = set.difference(&read).collect();
     assert!(unknown.is_empty(), "set but never read: {unknown:?}");
-    // Everything the code reads is set, except local development's switch.
+    // Everything the code reads is set, except local development's
+    // switches (on AWS the secret's value is never a variable).
     let missing: Vec<_> = read
         .difference(&set)
-        .filter(|v| *v != "CALLBACK_ALLOW_LOOPBACK")
+        .filter(|v| !["CALLBACK_ALLOW_LOOPBACK", "WEBHOOK_SECRET"].contains(&v.as_str()))
         .collect();
     assert!(missing.is_empty(), "read but not set: {missing:?}");
-    // The secret comes from Secrets Manager, never a plain parameter.
-    let secret = tag(&globals["WEBHOOK_SECRET"], "!Sub").expect("Sub");
-    assert!(secret
-        .as_str()
-        .unwrap()
-        .starts_with("{{resolve:secretsmanager:"));
+    // The functions get the secret's name; its value stays in Secrets
+    // Manager, and only the worker (which signs) may read it.
+    assert!(!set.contains("WEBHOOK_SECRET"));
+    let id = tag(&globals["WEBHOOK_SECRET_ID"], "!Ref").expect("Ref");
+    assert_eq!(id.as_str(), Some("WebhookSecretName"));
     assert!(at(&t, &["Parameters", "WebhookSecretName", "Default"]).is_null());
+    for (function, reads) in [
+        ("ApiFunction", false),
+        ("WorkerFunction", true),
+        ("SweeperFunction", false),
+    ] {
+        let policies = at(&t, &["Resources", function, "Properties", "Policies"]);
+        let text = serde_yaml::to_string(policies).expect("policies");
+        assert_eq!(text.contains("SecretsManager"), reads, "{function}: {text}");
+    }
 }
 
 #[test]

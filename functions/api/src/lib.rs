@@ -47,6 +47,9 @@ pub const MAX_LONG_POLLS: usize = 64;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub callback_rules: CallbackRules,
+    /// Whether completions are signed, so `Callback-Url` may be used: the
+    /// policy has the secret, or (AWS) the worker reads it at start.
+    pub signs_webhooks: bool,
     pub long_polls: Arc<tokio::sync::Semaphore>,
 }
 
@@ -58,6 +61,7 @@ impl AppState {
             allow_loopback: p.allow_loopback_callbacks,
         };
         Self {
+            signs_webhooks: p.webhook_secret.is_some(),
             engine,
             callback_rules,
             long_polls: Arc::new(tokio::sync::Semaphore::new(MAX_LONG_POLLS)),

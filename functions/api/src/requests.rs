@@ -108,7 +108,7 @@ pub async fn submit(
     };
     let callback_url = match header_str(&headers, CALLBACK_URL)? {
         None => None,
-        Some(_) if policy.webhook_secret.is_none() => {
+        Some(_) if !state.signs_webhooks => {
             return Err(ApiError::BadHeader(
                 "Callback-Url is not available: this deployment has no WEBHOOK_SECRET".into(),
             ))

@@ -69,7 +69,10 @@ pub async fn run() -> Result<(), lambda_http::Error> {
     let ports = ports(&settings, &policy, "api").await?;
     let reserve = capture_reserve(&policy);
     let engine = Arc::new(Engine::new(Arc::new(policy), ports.deps));
-    let app = router(AppState::new(engine)).layer(middleware::from_fn(move |req, next| {
+    let mut state = AppState::new(engine);
+    // The worker reads the secret; this function only knows there is one.
+    state.signs_webhooks |= settings.webhook_secret_id.is_some();
+    let app = router(state).layer(middleware::from_fn(move |req, next| {
         from_invocation(reserve, req, next)
     }));
     lambda_http::run(app).await

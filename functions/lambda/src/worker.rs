@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use failover_adapters::aws::env::{init_json_tracing, ports, AwsSettings};
+use failover_adapters::aws::env::{init_json_tracing, ports, webhook_secret, AwsSettings};
 use failover_core::ports::Delivery;
 use failover_core::Policy;
 use futures::StreamExt;
@@ -87,11 +87,17 @@ fn time_left(deadline_ms: u64) -> Duration {
     Duration::from_millis(deadline_ms.saturating_sub(now))
 }
 
-/// The worker over AWS ports, built once per instance (no network call).
+/// The worker over AWS ports, built once per instance. Only the `worker`
+/// signs webhooks, so only it reads the secret (its one network call at
+/// start, and the only function allowed to).
 async fn aws_worker(service: &str) -> Result<(Arc<Worker>, AwsSettings), Error> {
     init_json_tracing();
-    let policy = Arc::new(Policy::from_env(Policy::default())?);
+    let mut policy = Policy::from_env(Policy::default())?;
     let settings = AwsSettings::from_env()?;
+    if service == "worker" {
+        policy.webhook_secret = webhook_secret(&settings, &policy).await?;
+    }
+    let policy = Arc::new(policy);
     let ports = ports(&settings, &policy, service).await?;
     let topic = ports.topic.ok_or("TOPIC_ARN must be set for the worker")?;
     let notifiers = Notifiers {

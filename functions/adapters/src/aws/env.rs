@@ -40,6 +40,10 @@ pub struct AwsSettings {
     /// `WORKER_CONCURRENCY` (default 10, at most 1000): records of one SQS
     /// batch handled at once.
     pub worker_concurrency: usize,
+    /// `WEBHOOK_SECRET_ID`: the Secrets Manager secret that signs webhooks.
+    /// Only its id is in the environment; the worker, the one function
+    /// allowed to, reads the value at start ([`webhook_secret`]).
+    pub webhook_secret_id: Option<String>,
 }
 
 fn required(
@@ -81,6 +85,7 @@ impl AwsSettings {
             topic_arn: get("TOPIC_ARN").filter(|v| !v.is_empty()),
             backend_url: required(get, "BACKEND_URL")?,
             worker_concurrency: concurrency(get)?,
+            webhook_secret_id: get("WEBHOOK_SECRET_ID").filter(|v| !v.trim().is_empty()),
         })
     }
 
@@ -149,6 +154,39 @@ pub async fn ports(
         deps,
         webhooks: Arc::new(HttpWebhookSender::new(rules)?),
     })
+}
+
+/// The webhook signing secret, read from Secrets Manager (once, at start),
+/// unless `WEBHOOK_SECRET` itself is set (development). `None` without
+/// either: callbacks are then refused by the API.
+pub async fn webhook_secret(
+    settings: &AwsSettings,
+    policy: &Policy,
+) -> Result<Option<failover_core::webhook::WebhookSecret>, String> {
+    if policy.webhook_secret.is_some() {
+        return Ok(policy.webhook_secret.clone());
+    }
+    let Some(id) = &settings.webhook_secret_id else {
+        return Ok(None);
+    };
+    let sdk = sdk_config(policy.capture_timeout * 2).await;
+    let value = aws_sdk_secretsmanager::Client::new(&sdk)
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "reading the webhook secret {id}: {}",
+                e.into_service_error()
+            )
+        })?;
+    let text = value
+        .secret_string()
+        .ok_or(format!("the webhook secret {id} has no string value"))?;
+    failover_core::webhook::WebhookSecret::parse(text.trim())
+        .map(Some)
+        .map_err(|e| format!("the webhook secret {id}: {e}"))
 }
 
 /// JSON logs for CloudWatch, filtered by `RUST_LOG`; every line carries the
