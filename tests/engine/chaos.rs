@@ -188,12 +188,6 @@ impl IdempotencyStore for Chaos {
         self.run("key replace", async move { s.replace(&r, v).await }, store)
             .await
     }
-
-    async fn delete(&self, key: &str, v: u64) -> Result<(), StoreError> {
-        let (s, key) = (self.inner.clone(), key.to_string());
-        let op = async move { IdempotencyStore::delete(&s, &key, v).await };
-        self.run("key delete", op, store).await
-    }
 }
 
 #[async_trait]

@@ -183,9 +183,6 @@ pub async fn idempotency_store(store: Arc<dyn IdempotencyStore>) {
     assert_eq!(store.replace(&done, 5).await, Err(StoreError::Conflict));
     store.replace(&done, 1).await.unwrap();
     assert_eq!(store.get(&key).await.unwrap(), Some(done.clone()));
-    assert_eq!(store.delete(&key, 1).await, Err(StoreError::Conflict));
-    store.delete(&key, 2).await.unwrap();
-    assert_eq!(store.get(&key).await.unwrap(), None);
 
     // An expired record is invisible and its key can be used again.
     let stale_key = format!("stale-{}", TicketId::new());

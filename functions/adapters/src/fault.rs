@@ -164,14 +164,6 @@ impl<S: IdempotencyStore> IdempotencyStore for Faulty<S> {
             .map_err(store)?;
         self.inner.replace(r, v).await
     }
-
-    async fn delete(&self, key: &str, v: u64) -> Result<(), StoreError> {
-        let f = &self.faults;
-        f.enter(&f.idempotency, "idempotency delete")
-            .await
-            .map_err(store)?;
-        self.inner.delete(key, v).await
-    }
 }
 
 #[async_trait]

@@ -184,17 +184,6 @@ impl IdempotencyStore for MemoryStore {
             _ => Err(StoreError::Conflict),
         }
     }
-
-    async fn delete(&self, key: &str, expected_version: u64) -> Result<(), StoreError> {
-        let mut s = self.lock();
-        match s.idem.get(key) {
-            Some(r) if r.version == expected_version => {
-                s.idem.remove(key);
-                Ok(())
-            }
-            _ => Err(StoreError::Conflict),
-        }
-    }
 }
 
 impl MemoryStore {

@@ -111,9 +111,6 @@ pub trait IdempotencyStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<IdemRecord>, StoreError>;
     /// Compare-and-set on `expected_version`.
     async fn replace(&self, record: &IdemRecord, expected_version: u64) -> Result<(), StoreError>;
-    /// Deletes at `expected_version` (a capture that failed with 503 frees
-    /// the key so that the client's retry can run).
-    async fn delete(&self, key: &str, expected_version: u64) -> Result<(), StoreError>;
 }
 
 /// One delivery of a queue message.

@@ -314,8 +314,4 @@ impl IdempotencyStore for DynamoStore {
         self.put_if(item, "version = :v", vec![(":v", n(expected_version))])
             .await
     }
-
-    async fn delete(&self, key: &str, expected_version: u64) -> Result<(), StoreError> {
-        self.delete_at(idem_key(key), expected_version).await
-    }
 }

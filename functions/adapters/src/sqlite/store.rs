@@ -226,20 +226,6 @@ impl IdempotencyStore for SqliteStore {
         })
         .await
     }
-
-    async fn delete(&self, key: &str, expected_version: u64) -> Result<(), StoreError> {
-        let key = key.to_string();
-        self.write(move |c| {
-            let n = c
-                .execute(
-                    "DELETE FROM idempotency WHERE key = ?1 AND version = ?2",
-                    params![key, expected_version as i64],
-                )
-                .map_err(unavailable)?;
-            changed(n)
-        })
-        .await
-    }
 }
 
 /// Local mode's topic: the publication is logged and kept in the file.
