@@ -146,3 +146,29 @@ async fn bytes_that_are_not_utf8_come_back_verbatim_on_every_path() {
     assert_eq!(r.headers()["content-type"], octets);
     assert_eq!(&r.bytes().await.unwrap()[..], BYTES);
 }
+
+#[tokio::test]
+async fn an_answer_over_max_answer_bytes_is_kept_as_a_problem_and_never_retried() {
+    let policy = failover_core::Policy {
+        max_answer_bytes: 1024,
+        ..test_policy()
+    };
+    let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(4096));
+    let app = spawn_app_with(policy, Behaviour::status(200, &big)).await;
+    let r = app.post(r#"{"amount": 1}"#).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the backend's status stands");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(p["type"], "/problems/answer-too-large", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("MAX_ANSWER_BYTES"));
+    // In the background: the ticket succeeds with that problem, once.
+    let r = app.post_async(r#"{"amount": 2}"#).send().await.unwrap();
+    let id = r.json::<serde_json::Value>().await.unwrap()["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = app.wait_terminal(&id).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["result"]["body"]["type"], "/problems/answer-too-large");
+    assert_eq!(app.backend.answered_for(&id), 1);
+}

@@ -368,6 +368,7 @@ fn parameter_defaults_are_the_contracts() {
         ("WorkerDeadlineMs", ms(p.worker_deadline)),
         ("MaxAttempts", p.max_attempts as f64),
         ("MaxBodyBytes", p.max_body_bytes as f64),
+        ("MaxAnswerBytes", p.max_answer_bytes as f64),
         ("TicketTtlSeconds", p.ticket_ttl.as_secs() as f64),
         ("CaptureTimeoutMs", ms(p.capture_timeout)),
         ("RetryBaseMs", ms(p.retry_base)),

@@ -5,6 +5,12 @@
 //! out and the background attempt that follows) and the request id. It sets
 //! no overall timeout of its own: the engine and the worker own the deadline
 //! and drop the call when it passes.
+//!
+//! It reads at most `MAX_ANSWER_BYTES` of an answer. A longer one cannot be
+//! kept (nor replayed, nor stored on a ticket), yet the backend did act on
+//! the request, so it is not an error to retry: the answer keeps its status
+//! and its body becomes a problem+json saying it was too large. The client
+//! learns the outcome, and the backend is never called again for it.
 
 use std::time::Duration;
 
@@ -15,10 +21,29 @@ use failover_core::ports::{Backend, BackendError, BackendRequest, BackendRespons
 pub struct HttpBackend {
     client: reqwest::Client,
     url: reqwest::Url,
+    max_answer: usize,
+}
+
+/// What an answer longer than `max` bytes is kept as.
+fn too_large(status: u16, max: usize) -> BackendResponse {
+    let problem = serde_json::json!({
+        "type": "/problems/answer-too-large",
+        "title": "The backend's answer was too large to keep",
+        "status": status,
+        "detail": format!(
+            "the backend answered {status} with more than MAX_ANSWER_BYTES ({max}) bytes; \
+             the request was processed, its answer was not kept"
+        ),
+    });
+    BackendResponse {
+        status,
+        body: problem.to_string().into_bytes(),
+        content_type: Some("application/problem+json".into()),
+    }
 }
 
 impl HttpBackend {
-    pub fn new(url: &str) -> Result<Self, String> {
+    pub fn new(url: &str, max_answer: usize) -> Result<Self, String> {
         let url = reqwest::Url::parse(url).map_err(|e| format!("BACKEND_URL {url:?}: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("BACKEND_URL {url}: must be http or https"));
@@ -29,7 +54,11 @@ impl HttpBackend {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Self { client, url })
+        Ok(Self {
+            client,
+            url,
+            max_answer,
+        })
     }
 }
 
@@ -46,19 +75,31 @@ impl Backend for HttpBackend {
             .send()
             .await
             .map_err(|e| BackendError(e.to_string()))?;
+        let mut resp = resp;
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = resp
-            .bytes()
+        let max = self.max_answer;
+        if resp.content_length().is_some_and(|n| n > max as u64) {
+            return Ok(too_large(status, max));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| BackendError(format!("reading the answer: {e}")))?;
+            .map_err(|e| BackendError(format!("reading the answer: {e}")))?
+        {
+            if body.len() + chunk.len() > max {
+                return Ok(too_large(status, max));
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(BackendResponse {
             status,
-            body: body.to_vec(),
+            body,
             content_type,
         })
     }

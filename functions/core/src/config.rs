@@ -48,6 +48,9 @@ pub struct Policy {
     pub max_attempts: u32,
     pub force_mode: ForceMode,
     pub max_body_bytes: usize,
+    /// `MAX_ANSWER_BYTES`: the most of a backend answer that is read; a
+    /// longer one is kept as a problem saying so (see `http_backend.rs`).
+    pub max_answer_bytes: usize,
     pub ticket_ttl: Duration,
     /// First background retry delay; doubles per attempt, with jitter.
     pub retry_base: Duration,
@@ -97,6 +100,7 @@ impl Default for Policy {
             max_attempts: 8,
             force_mode: ForceMode::Auto,
             max_body_bytes: 256 * 1024,
+            max_answer_bytes: 1024 * 1024,
             ticket_ttl: Duration::from_secs(7 * 24 * 3600),
             retry_base: Duration::from_millis(1000),
             retry_max: Duration::from_secs(300),
@@ -222,6 +226,7 @@ impl Policy {
             max_attempts: r.count("MAX_ATTEMPTS", base.max_attempts)?,
             force_mode,
             max_body_bytes: r.count("MAX_BODY_BYTES", base.max_body_bytes as u32)? as usize,
+            max_answer_bytes: r.count("MAX_ANSWER_BYTES", base.max_answer_bytes as u32)? as usize,
             ticket_ttl: Duration::from_secs(r.parse(
                 "TICKET_TTL_SECONDS",
                 base.ticket_ttl.as_secs(),

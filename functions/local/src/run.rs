@@ -113,8 +113,10 @@ pub async fn run(
         (None, Some(demo)) => demo.start().await.context("starting the demo backend")?,
         (None, None) => unreachable!("demo exists when BACKEND_URL is unset"),
     };
-    let backend: Arc<dyn Backend> =
-        Arc::new(HttpBackend::new(&backend_url).map_err(anyhow::Error::msg)?);
+    let backend: Arc<dyn Backend> = Arc::new(
+        HttpBackend::new(&backend_url, config.policy.max_answer_bytes)
+            .map_err(anyhow::Error::msg)?,
+    );
     let policy = Arc::new(config.policy);
     let rules = CallbackRules {
         allow_private: policy.allow_private_callbacks,

@@ -59,7 +59,9 @@ pub(crate) fn build(
         idempotency: s.clone(),
         queue: s.clone(),
         topic: s,
-        backend: Arc::new(HttpBackend::new(backend_url).map_err(anyhow::Error::msg)?),
+        backend: Arc::new(
+            HttpBackend::new(backend_url, policy.max_answer_bytes).map_err(anyhow::Error::msg)?,
+        ),
         webhooks: Arc::new(
             HttpWebhookSender::new(CallbackRules::default()).map_err(anyhow::Error::msg)?,
         ),

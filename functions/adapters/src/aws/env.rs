@@ -136,7 +136,10 @@ pub async fn ports(
         service: service.into(),
     });
     let deps = Deps {
-        backend: Arc::new(HttpBackend::new(&settings.backend_url)?),
+        backend: Arc::new(HttpBackend::new(
+            &settings.backend_url,
+            policy.max_answer_bytes,
+        )?),
         tickets: store.clone(),
         idempotency: store.clone(),
         queue: queue.clone(),
