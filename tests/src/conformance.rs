@@ -121,8 +121,17 @@ pub async fn ticket_store(store: Arc<dyn TicketStore>) {
         store.get(&finished.id).await.unwrap(),
         Some(finished.clone())
     );
+    // A finished ticket with a notification still to send, due earlier.
+    let mut noticing = finished.clone();
+    noticing.id = TicketId::new();
+    noticing.event = Some(failover_core::attempt::pending_event(&noticing, now()));
+    if let Some(e) = noticing.event.as_mut() {
+        e.next_sns_at = now() - 120_000;
+    }
+    store.create(&noticing).await.unwrap();
     let due = store.overdue(now() - 1000, 1000).await.unwrap();
     assert!(due.contains(&waiting.id), "a queued ticket long due");
+    assert!(due.contains(&noticing.id), "an overdue notification");
     assert!(
         !due.contains(&finished.id),
         "terminal tickets are never due"
@@ -135,7 +144,7 @@ pub async fn ticket_store(store: Arc<dyn TicketStore>) {
     assert_eq!(
         store.oldest_due().await.unwrap(),
         Some(waiting.created_at),
-        "the longest waiting"
+        "the longest waiting request (a pending notification is no backlog)"
     );
     let earlier = store.overdue(waiting.created_at, 1000).await.unwrap();
     assert!(!earlier.contains(&waiting.id), "strictly before");

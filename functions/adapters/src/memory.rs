@@ -135,7 +135,8 @@ impl TicketStore for MemoryStore {
         let now = self.clock.now_ms();
         let s = self.lock();
         let live = s.tickets.values().filter(|t| t.purge_at() > now);
-        Ok(live.filter_map(Ticket::due_at).min())
+        let waiting = live.filter(|t| !t.status.is_terminal());
+        Ok(waiting.filter_map(Ticket::due_at).min())
     }
 
     async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {

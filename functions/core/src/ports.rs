@@ -57,8 +57,9 @@ pub trait TicketStore: Send + Sync {
     /// Removes a ticket still at `expected_version` (undoing a capture whose
     /// message could not be queued). `Conflict` if it moved or is gone.
     async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError>;
-    /// Up to `limit` non-terminal tickets whose [`Ticket::due_at`] is before
-    /// `before` (ms), for the sweeper.
+    /// Up to `limit` tickets whose [`Ticket::due_at`] is before `before`
+    /// (ms), for the sweeper: non-terminal ones, and terminal ones with a
+    /// notification still to send.
     async fn overdue(&self, before: i64, limit: usize) -> Result<Vec<TicketId>, StoreError>;
     /// The earliest [`Ticket::due_at`] of any non-terminal ticket: how long
     /// the oldest waiting request has waited (`/health`, where the queue

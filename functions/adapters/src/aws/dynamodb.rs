@@ -109,10 +109,13 @@ impl DynamoStore {
     fn ticket_item(t: &Ticket) -> Result<Item, StoreError> {
         let mut item = Self::item(ticket_key(&t.id), t.version, encode(t)?, t.purge_at());
         item.insert("status".into(), s(t.status.as_str()));
-        // Only non-terminal tickets are in the sweeper's (sparse) index.
+        // The sweeper's (sparse) index holds what is due: non-terminal
+        // tickets, and (in shards of their own, which the backlog's age
+        // leaves out) terminal ones with a notification still to send.
         if let Some(due) = t.due_at() {
             let shard = t.id.to_string().bytes().map(u32::from).sum::<u32>() % OVERDUE_SHARDS;
-            item.insert(OVERDUE_SHARD.into(), s(shard.to_string()));
+            let notice = if t.status.is_terminal() { "n" } else { "" };
+            item.insert(OVERDUE_SHARD.into(), s(format!("{notice}{shard}")));
             item.insert(OVERDUE_DUE.into(), n(due));
         }
         Ok(item)
@@ -176,14 +179,14 @@ impl DynamoStore {
 
     /// One shard of the sparse `overdue` index, earliest due first; only
     /// items due before `before`, if given.
-    fn overdue_shard(&self, shard: u32, before: Option<i64>) -> QueryFluentBuilder {
+    fn overdue_shard(&self, shard: &str, before: Option<i64>) -> QueryFluentBuilder {
         let query = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(OVERDUE_INDEX)
             .expression_attribute_names("#s", OVERDUE_SHARD)
-            .expression_attribute_values(":s", s(shard.to_string()));
+            .expression_attribute_values(":s", s(shard));
         match before {
             None => query.key_condition_expression("#s = :s"),
             Some(before) => query
@@ -241,10 +244,10 @@ impl TicketStore for DynamoStore {
     async fn oldest_due(&self) -> Result<Option<i64>, StoreError> {
         let now = self.clock.now_ms();
         let mut oldest: Option<i64> = None;
-        // The earliest live item of each shard, in index order.
+        // The earliest live item of each backlog shard, in index order.
         for shard in 0..OVERDUE_SHARDS {
             let mut pages = self
-                .overdue_shard(shard, None)
+                .overdue_shard(&shard.to_string(), None)
                 .limit(10)
                 .into_paginator()
                 .items()
@@ -267,9 +270,11 @@ impl TicketStore for DynamoStore {
     async fn overdue(&self, before: i64, limit: usize) -> Result<Vec<TicketId>, StoreError> {
         let now = self.clock.now_ms();
         let mut found = Vec::new();
-        for shard in 0..OVERDUE_SHARDS {
+        let backlog = (0..OVERDUE_SHARDS).map(|n| n.to_string());
+        let notices = (0..OVERDUE_SHARDS).map(|n| format!("n{n}"));
+        for shard in backlog.chain(notices) {
             let mut pages = self
-                .overdue_shard(shard, Some(before))
+                .overdue_shard(&shard, Some(before))
                 .into_paginator()
                 .items()
                 .send();

@@ -125,7 +125,8 @@ impl TicketStore for SqliteStore {
         let now = self.now();
         self.read(move |c| {
             c.query_row(
-                "SELECT MIN(due_at) FROM tickets WHERE due_at IS NOT NULL AND purge_at > ?1",
+                "SELECT MIN(due_at) FROM tickets WHERE due_at IS NOT NULL AND purge_at > ?1
+                 AND status IN ('queued', 'processing')",
                 params![now],
                 |r| r.get(0),
             )
