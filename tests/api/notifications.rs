@@ -182,3 +182,38 @@ async fn a_token_in_the_callback_url_never_reaches_the_ticket() {
     assert!(text.contains("error"), "{text}");
     assert!(!text.contains("s3cr3t"), "{text}");
 }
+
+#[tokio::test]
+async fn a_large_answer_is_referred_to_by_the_notification_not_carried() {
+    let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(100 * 1024));
+    let app = spawn_app_with(test_policy(), Behaviour::ok(&big)).await;
+    let r = app.post_async(r#"{"amount": 12}"#).send().await.unwrap();
+    let id = r.json::<Value>().await.unwrap()["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = app.wait_terminal(&id).await;
+    assert_eq!(
+        t["result"]["body"]["blob"].as_str().map(str::len),
+        Some(100 * 1024)
+    );
+    // The topic event (SNS takes 256 KB at most) points at the answer.
+    let published = loop {
+        let p = app.store.publications().await.unwrap();
+        if !p.is_empty() {
+            break p;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        published[0].body.len() < 16 * 1024,
+        "{}",
+        published[0].body.len()
+    );
+    let event: Value = serde_json::from_str(&published[0].body).unwrap();
+    let result = &event["data"]["result"];
+    assert_eq!(result["body"], Value::Null);
+    assert_eq!(result["body_url"], format!("/tickets/{id}/result"));
+    let answer = app.get(&format!("/tickets/{id}/result")).await;
+    assert_eq!(answer.bytes().await.unwrap().len(), big.len());
+}

@@ -25,7 +25,15 @@ pub struct ResultView {
     pub body: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_encoding: Option<&'static str>,
+    /// In a notification whose answer is over [`EVENT_BODY_MAX`]: `body` is
+    /// null and the answer is here (SNS takes 256 KB at most, and the event
+    /// is stored on the ticket beside the answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_url: Option<String>,
 }
+
+/// The largest answer a notification carries itself.
+pub const EVENT_BODY_MAX: usize = 64 * 1024;
 
 impl ResultView {
     fn of(r: &BackendResult) -> Self {
@@ -44,6 +52,7 @@ impl ResultView {
             status_code: r.status_code,
             body,
             body_encoding,
+            body_url: None,
         }
     }
 }
@@ -138,12 +147,23 @@ impl From<&Ticket> for TicketView {
 }
 
 /// `{"type": "ticket.succeeded"|"ticket.failed", "timestamp", "data"}`.
+/// An answer over [`EVENT_BODY_MAX`] is referred to, not carried.
 pub fn event_payload(ticket: &Ticket, now_ms: i64) -> (String, String) {
     let event_type = format!("ticket.{}", ticket.status.as_str());
+    let mut data = TicketView::from(ticket);
+    let large = ticket
+        .result
+        .as_ref()
+        .is_some_and(|r| r.body.len() > EVENT_BODY_MAX);
+    if let (Some(r), true) = (data.result.as_mut(), large) {
+        r.body = Value::Null;
+        r.body_encoding = None;
+        r.body_url = Some(format!("/tickets/{}/result", ticket.id));
+    }
     let body = serde_json::json!({
         "type": event_type,
         "timestamp": rfc3339(now_ms),
-        "data": TicketView::from(ticket),
+        "data": data,
     });
     (event_type, body.to_string())
 }
