@@ -9,11 +9,11 @@ use std::time::Duration;
 use failover_adapters::fault::Faults;
 use failover_core::engine::{Answer, Submission, SubmitError};
 use failover_core::ports::{Queue, TicketStore};
-use failover_core::ticket::{CapturedRequest, ErrorKind, Reason, Status, Ticket, TicketId};
+use failover_core::ticket::{ErrorKind, Reason, Status, TicketId};
 use tokio::time::{advance, Instant};
 
 use crate::scripted::Step;
-use crate::{following, policy, reason, sub, world, World};
+use crate::{following, policy, reason, sub, world, written, World};
 
 fn wait(secs: u64) -> Submission {
     Submission {
@@ -235,13 +235,7 @@ async fn a_ticket_left_by_a_failed_capture_never_runs() {
     // process that died between the ticket and the message: the client got
     // 503, or nothing.
     let now = w.engine.deps().clock.now_ms();
-    let req = CapturedRequest {
-        body: "{}".into(),
-        content_type: "application/json".into(),
-        request_id: "r".into(),
-        callback_url: None,
-    };
-    let left = Ticket::new(TicketId::new(), Reason::Timeout, req, now, 3_600_000);
+    let left = written(TicketId::new(), now);
     w.store.create(&left).await.unwrap();
     let grace = failover_worker::sweeper::GRACE;
     advance(grace + Duration::from_secs(1)).await;

@@ -140,6 +140,18 @@ fn sub() -> Submission {
     }
 }
 
+/// A ticket for `sub()` as a capture writes it at `now` (one hour to live),
+/// for tests that set up what a capture or a worker left behind.
+fn written(id: failover_core::ticket::TicketId, now: i64) -> failover_core::ticket::Ticket {
+    let req = failover_core::ticket::CapturedRequest {
+        body: sub().body,
+        content_type: "application/json".into(),
+        request_id: "r".into(),
+        callback_url: None,
+    };
+    failover_core::ticket::Ticket::new(id, Reason::Timeout, req, now, 3_600_000)
+}
+
 fn reason(a: &Answer) -> Option<Reason> {
     match a {
         Answer::Accepted { reason, .. } => Some(*reason),
@@ -297,7 +309,7 @@ async fn a_failed_capture_leaves_nothing_behind() {
 #[tokio::test(start_paused = true)]
 async fn an_abandoned_idempotency_key_is_taken_over_after_its_lease() {
     use failover_core::ports::{IdemOutcome, IdemRecord, IdempotencyStore};
-    use failover_core::ticket::{CapturedRequest, Ticket, TicketId};
+    use failover_core::ticket::TicketId;
     let w = world(policy(), Step::Answer(503, Duration::from_millis(5)));
     // A first call died mid-capture: its in-flight record names the ticket
     // it had already written; the message was never sent.
@@ -318,16 +330,7 @@ async fn an_abandoned_idempotency_key_is_taken_over_after_its_lease() {
     )
     .await
     .unwrap();
-    let req = CapturedRequest {
-        body: sub().body,
-        content_type: "application/json".into(),
-        request_id: "r".into(),
-        callback_url: None,
-    };
-    w.store
-        .create(&Ticket::new(dead, Reason::Timeout, req, now, 3_600_000))
-        .await
-        .unwrap();
+    w.store.create(&written(dead, now)).await.unwrap();
     let keyed = || Submission {
         idempotency_key: Some("k".into()),
         ..sub()
@@ -380,19 +383,11 @@ async fn a_ticket_past_its_ttl_fails_as_expired() {
 
 #[tokio::test(start_paused = true)]
 async fn the_sweeper_re_enqueues_a_ticket_whose_message_was_lost() {
-    use failover_core::ticket::{CapturedRequest, Ticket, TicketId};
+    use failover_core::ticket::TicketId;
     let w = world(policy(), Step::Answer(200, Duration::from_millis(5)));
     // A ticket a worker had deferred, whose message was then lost.
     let now = w.engine.deps().clock.now_ms();
-    let req = CapturedRequest {
-        body: "{}".into(),
-        content_type: "application/json".into(),
-        request_id: "r".into(),
-        callback_url: None,
-    };
-    let orphan = Ticket::new(TicketId::new(), Reason::Timeout, req, now, 3_600_000)
-        .postpone(now, now)
-        .unwrap();
+    let orphan = written(TicketId::new(), now).postpone(now, now).unwrap();
     w.store.create(&orphan).await.unwrap();
     let grace = failover_worker::sweeper::GRACE;
     assert_eq!(w.worker.sweep(grace).await.unwrap(), 0, "not overdue yet");

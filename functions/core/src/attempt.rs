@@ -55,7 +55,7 @@ pub fn judge(outcome: Option<Result<BackendResponse, BackendError>>) -> Judged {
 }
 
 /// The answer as the ticket keeps it.
-pub fn to_result(r: &BackendResponse) -> BackendResult {
+fn to_result(r: &BackendResponse) -> BackendResult {
     BackendResult {
         status_code: r.status,
         body: r.body.clone(),

@@ -299,8 +299,11 @@ impl Engine {
         let mut call = Call::start(&self.deps, sub, ticket_id);
         let Ok(result) = timeout(answer_by, &mut call).await else {
             if !cut {
-                let late = CallOutcome::Timeout;
-                self.deps.health.record(admission, late, judge_by).await;
+                // Missed the policy deadline: a timeout, whatever comes later.
+                let health = &self.deps.health;
+                health
+                    .record(admission, CallOutcome::Timeout, judge_by)
+                    .await;
             }
             let followed = Followed {
                 call,
