@@ -81,3 +81,61 @@ async fn dynamodb_unreachable_in_the_worker_retries_the_message() {
     assert!(failures(&batch).is_empty(), "{batch}");
     assert_eq!(s.ticket(&id).await.status, Status::Succeeded);
 }
+
+/// The worker reads its signing secret from Secrets Manager at start: a
+/// secret that is missing or not a `whsec_` value stops it with a message
+/// naming the secret, and `WEBHOOK_SECRET` (development) needs no call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_secret_comes_from_secrets_manager_or_start_up_stops() {
+    use failover_adapters::aws::env::{webhook_secret, AwsSettings};
+    use failover_core::webhook::WebhookSecret;
+    use failover_core::Policy;
+
+    let env = failover_tests::aws::fresh().await;
+    let settings = |id: &str| {
+        let vars = [
+            ("TABLE_NAME", env.table.clone()),
+            ("QUEUE_URL", env.queue_url.clone()),
+            ("BACKEND_URL", "http://127.0.0.1:9/".to_string()),
+            ("WEBHOOK_SECRET_ID", id.to_string()),
+        ];
+        AwsSettings::from_lookup(&|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .expect("settings")
+    };
+    let policy = Policy::default();
+    let expected = WebhookSecret::parse(failover_tests::spawn::TEST_SECRET).ok();
+    let text = |s: Option<WebhookSecret>| s.map(|s| s.to_text());
+    let read = webhook_secret(&settings(&env.webhook_secret_id), &policy).await;
+    assert_eq!(text(read.expect("read")), text(expected.clone()));
+
+    let missing = webhook_secret(&settings("no-such-secret"), &policy).await;
+    assert!(missing.unwrap_err().contains("no-such-secret"));
+
+    let wrong = aws_sdk_secretsmanager::Client::new(&env.sdk)
+        .create_secret()
+        .name(format!(
+            "not-a-webhook-secret-{}",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .secret_string("hunter2")
+        .send()
+        .await
+        .expect("create")
+        .arn
+        .expect("arn");
+    let err = webhook_secret(&settings(&wrong), &policy)
+        .await
+        .unwrap_err();
+    assert!(err.contains(&wrong) && !err.contains("hunter2"), "{err}");
+
+    let local = Policy {
+        webhook_secret: expected.clone(),
+        ..Policy::default()
+    };
+    let dev = webhook_secret(&settings("no-such-secret"), &local).await;
+    assert_eq!(text(dev.expect("no call")), text(expected));
+}
