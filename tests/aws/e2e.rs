@@ -331,3 +331,100 @@ async fn idempotency_keys_are_scoped_per_authenticated_caller() {
     assert!(bob["headers"].get("idempotent-replayed").is_none(), "{bob}");
     assert_eq!(s.backend.calls().len(), 2, "one call per caller");
 }
+
+/// The bytes of a Lambda proxy answer's body.
+fn raw_body(resp: &Value) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = resp["body"].as_str().unwrap_or_default();
+    match resp["isBase64Encoded"].as_bool() {
+        Some(true) => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .expect("base64 body"),
+        _ => text.as_bytes().to_vec(),
+    }
+}
+
+/// Sizes one table item cannot hold: a 200 KiB request of quotes (twice
+/// that once escaped) and a 300 KiB answer that is not UTF-8. The request
+/// is accepted, run once with exactly its bytes, and `/result` returns the
+/// answer byte for byte; so does an idempotent replay of a sync answer.
+/// The items keep pointers to the bucket (the claim check), not the bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_are_accepted_processed_once_and_returned_verbatim() {
+    use failover_adapters::aws::INLINE_MAX;
+    let s = Stack::start().await;
+    let request = format!(r#"{{"note":"{}"}}"#, r#"\""#.repeat(100 * 1024));
+    assert!(request.len() > 200 * 1024);
+    let answer: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8 | 0x80).collect();
+    assert!(std::str::from_utf8(&answer).is_err());
+    let octets = "application/octet-stream";
+    s.backend
+        .set_default(Behaviour::bytes(200, &answer, octets, Duration::ZERO));
+
+    let resp = s.post(&[("prefer", "respond-async")], &request).await;
+    assert_eq!(resp["statusCode"], 202, "{resp}");
+    let id = body(&resp)["ticket_id"].as_str().unwrap().to_string();
+    let messages = s.receive().await;
+    assert!(failures(&s.work(&messages).await).is_empty());
+    // A redelivery changes nothing.
+    assert!(failures(&s.work(&messages).await).is_empty());
+    assert_eq!(s.ticket(&id).await.status, Status::Succeeded);
+    assert_eq!(s.backend.answered_for(&id), 1, "processed once");
+    let call = s
+        .backend
+        .calls()
+        .into_iter()
+        .find(|c| c.idempotency_key.as_deref() == Some(&id));
+    assert!(
+        call.is_some_and(|c| c.body == request),
+        "the request's exact bytes"
+    );
+    let result = s.get(&format!("/tickets/{id}/result"), "").await;
+    assert_eq!(result["statusCode"], 200);
+    assert_eq!(result["headers"]["content-type"], octets);
+    assert!(raw_body(&result) == answer, "the answer's exact bytes");
+
+    // The item points at the bucket instead of holding the bodies.
+    let item = aws_sdk_dynamodb::Client::new(&s.env.sdk)
+        .get_item()
+        .table_name(&s.env.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("T#{id}")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    for part in ["b_req", "b_res"] {
+        let pointer = item[part].as_s().expect("a pointer, not the bytes");
+        assert!(pointer.contains("PayloadS3Pointer"), "{pointer}");
+    }
+    let size: usize = item
+        .iter()
+        .map(|(k, v)| {
+            k.len() + v.as_s().map_or(0, String::len) + v.as_b().map_or(0, |b| b.as_ref().len())
+        })
+        .sum();
+    assert!(size < 3 * INLINE_MAX, "{size} bytes in the item");
+
+    // The sync path, with an Idempotency-Key: the replay is the same bytes.
+    let key = [("idempotency-key", "large-1")];
+    let first = s.post(&key, &request).await;
+    assert_eq!(first["statusCode"], 200, "{first}");
+    assert!(raw_body(&first) == answer);
+    let replay = s.post(&key, &request).await;
+    assert_eq!(replay["statusCode"], 200);
+    assert!(raw_body(&replay) == answer, "the replay's exact bytes");
+    let sync_calls = s
+        .backend
+        .calls()
+        .iter()
+        .filter(|c| c.body == request)
+        .count();
+    assert_eq!(
+        sync_calls, 2,
+        "one async and one sync call, no replayed call"
+    );
+}

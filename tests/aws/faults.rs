@@ -95,6 +95,8 @@ async fn the_webhook_secret_comes_from_secrets_manager_or_start_up_stops() {
     let settings = |id: &str| {
         let vars = [
             ("TABLE_NAME", env.table.clone()),
+            ("BODY_BUCKET", env.body_bucket.clone()),
+            ("BODY_BUCKET", env.body_bucket.clone()),
             ("QUEUE_URL", env.queue_url.clone()),
             ("BACKEND_URL", "http://127.0.0.1:9/".to_string()),
             ("WEBHOOK_SECRET_ID", id.to_string()),

@@ -33,6 +33,7 @@ pub struct Stack {
 pub fn function_env(env: &AwsEnv, backend: &str) -> Vec<(&'static str, String)> {
     vec![
         ("TABLE_NAME", env.table.clone()),
+        ("BODY_BUCKET", env.body_bucket.clone()),
         ("QUEUE_URL", env.queue_url.clone()),
         ("DLQ_URL", env.dlq_url.clone()),
         ("TOPIC_ARN", env.topic_arn.clone()),
@@ -114,11 +115,7 @@ impl Stack {
             .start(Handler::Worker, &[base.as_slice(), worker_extra].concat())
             .await;
         let sqs = aws_sdk_sqs::Client::new(&env.sdk);
-        let store = DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&env.sdk),
-            env.table.clone(),
-            std::sync::Arc::new(SystemClock),
-        );
+        let store = env.store();
         let queue_arn = queue_arn(&sqs, &env.queue_url).await;
         Self {
             env,

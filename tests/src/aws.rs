@@ -29,6 +29,8 @@ pub struct AwsEnv {
     pub queue_url: String,
     pub dlq_url: String,
     pub topic_arn: String,
+    /// Where bodies too large for a table item go.
+    pub body_bucket: String,
     /// The Secrets Manager secret holding `TEST_SECRET` (what the worker
     /// signs webhooks with).
     pub webhook_secret_id: String,
@@ -93,6 +95,13 @@ pub async fn fresh() -> AwsEnv {
         .expect("create topic")
         .topic_arn
         .expect("topic arn");
+    let body_bucket = format!("bodies-{suffix}");
+    failover_adapters::aws::S3Blobs::client(&sdk)
+        .create_bucket()
+        .bucket(&body_bucket)
+        .send()
+        .await
+        .expect("create bucket");
     let webhook_secret_id = aws_sdk_secretsmanager::Client::new(&sdk)
         .create_secret()
         .name(format!("webhook-{suffix}"))
@@ -108,7 +117,22 @@ pub async fn fresh() -> AwsEnv {
         queue_url,
         dlq_url,
         topic_arn,
+        body_bucket,
         webhook_secret_id,
+    }
+}
+
+impl AwsEnv {
+    /// The table's store, with the body bucket, as the functions build it.
+    pub fn store(&self) -> failover_adapters::aws::DynamoStore {
+        use failover_adapters::aws::{DynamoStore, S3Blobs};
+        let blobs = S3Blobs::new(S3Blobs::client(&self.sdk), self.body_bucket.clone());
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            self.table.clone(),
+            std::sync::Arc::new(failover_core::ports::SystemClock),
+        )
+        .with_blobs(std::sync::Arc::new(blobs))
     }
 }
 

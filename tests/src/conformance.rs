@@ -30,7 +30,81 @@ pub fn sample_ticket() -> Ticket {
     Ticket::new(TicketId::new(), Reason::Timeout, req, now(), 3_600_000)
 }
 
+/// The largest ticket the product can make: a request body of the largest
+/// `MAX_BODY_BYTES` of the characters JSON escapes most; the largest answer,
+/// not UTF-8; an event of the largest size that carries an answer, all
+/// quotes; and every notification attempt `WEBHOOK_MAX_ATTEMPTS` allows on
+/// both channels, each with an error of the longest kept length.
+pub fn largest_ticket() -> Ticket {
+    use failover_core::config::{BODY_LIMIT, NOTIFY_ATTEMPTS_LIMIT};
+    use failover_core::ticket::{
+        BackendResult, Channel, NotificationAttempt, NOTIFICATION_ERROR_MAX,
+    };
+    let limit = BODY_LIMIT as usize;
+    let mut t = sample_ticket();
+    t.request.body = "\"\u{1}\\".repeat(limit / 3);
+    let answer = BackendResult {
+        status_code: 200,
+        body: (0..limit).map(|i| (i % 251) as u8 | 0x80).collect(),
+        content_type: Some("application/octet-stream".into()),
+    };
+    let mut t = t
+        .claim(now(), now() + 10_000)
+        .and_then(|t| t.succeed(now(), answer))
+        .expect("legal transitions");
+    let mut event = failover_core::attempt::pending_event(&t, now());
+    event.payload = "\"".repeat(failover_core::view::EVENT_MAX_BYTES);
+    for n in 1..=NOTIFY_ATTEMPTS_LIMIT {
+        for channel in [Channel::Sns, Channel::Webhook] {
+            let attempt = NotificationAttempt {
+                channel,
+                attempt: n,
+                at: now(),
+                delivered: false,
+                status_code: Some(503),
+                error: Some("\"".repeat(NOTIFICATION_ERROR_MAX)),
+            };
+            t = t.with_notification(now(), attempt, event.clone());
+        }
+    }
+    t
+}
+
+/// The largest ticket, through its life: captured with the largest request,
+/// then finished with the largest answer, event and attempts.
+async fn largest_ticket_round_trip(store: &dyn TicketStore) {
+    let largest = largest_ticket();
+    let mut captured = sample_ticket();
+    captured.id = largest.id;
+    captured.request = largest.request.clone();
+    store.create(&captured).await.expect("the largest request");
+    let got = store.get(&captured.id).await.unwrap();
+    assert!(
+        got == Some(captured.clone()),
+        "the largest request, exactly"
+    );
+    let claimed = captured.claim(now(), now() + 10_000).unwrap();
+    store.update(&claimed, Status::Queued, 1).await.unwrap();
+    let mut finished = largest;
+    finished.version = claimed.version + 1;
+    store
+        .update(&finished, Status::Processing, claimed.version)
+        .await
+        .expect("the largest finished ticket");
+    let got = store.get(&finished.id).await.unwrap();
+    assert!(got == Some(finished.clone()), "the largest ticket, exactly");
+    // And once more (a later notification rewrites it with the same bodies).
+    let mut again = finished.clone();
+    again.version += 1;
+    store
+        .update(&again, Status::Succeeded, finished.version)
+        .await
+        .unwrap();
+    assert!(store.get(&again.id).await.unwrap() == Some(again));
+}
+
 pub async fn ticket_store(store: Arc<dyn TicketStore>) {
+    largest_ticket_round_trip(store.as_ref()).await;
     let t = sample_ticket();
     assert_eq!(store.get(&t.id).await.unwrap(), None, "unknown id");
     store.create(&t).await.unwrap();
@@ -192,6 +266,22 @@ pub async fn idempotency_store(store: Arc<dyn IdempotencyStore>) {
     assert_eq!(store.replace(&done, 5).await, Err(StoreError::Conflict));
     store.replace(&done, 1).await.unwrap();
     assert_eq!(store.get(&key).await.unwrap(), Some(done.clone()));
+
+    // The largest answer a sync call can store, not UTF-8.
+    let large = IdemRecord {
+        version: 3,
+        outcome: IdemOutcome::Sync {
+            status: 200,
+            body: (0..failover_core::config::BODY_LIMIT)
+                .map(|i| (i % 253) as u8 | 0x80)
+                .collect(),
+            content_type: Some("application/octet-stream".into()),
+            ticket_id: TicketId::new(),
+        },
+        ..done.clone()
+    };
+    store.replace(&large, 2).await.expect("the largest answer");
+    assert!(store.get(&key).await.unwrap() == Some(large), "exactly");
 
     // An expired record is invisible and its key can be used again.
     let stale_key = format!("stale-{}", TicketId::new());

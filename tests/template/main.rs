@@ -395,6 +395,16 @@ fn parameter_defaults_are_the_contracts() {
             );
         }
     }
+    // The bounds the code enforces are the template's (what a table item
+    // with its claim check, and a Lambda payload, hold at worst).
+    use failover_core::config::{BODY_LIMIT, NOTIFY_ATTEMPTS_LIMIT};
+    for (name, most) in [
+        ("MaxBodyBytes", BODY_LIMIT),
+        ("MaxAnswerBytes", BODY_LIMIT),
+        ("WebhookMaxAttempts", NOTIFY_ATTEMPTS_LIMIT),
+    ] {
+        assert_eq!(param(&t, name, "MaxValue"), f64::from(most), "{name}");
+    }
     assert_eq!(at(&t, &["Parameters", "ForceMode", "Default"]), "auto");
     let schedule = at(&t, &["Parameters", "NotifyRetrySchedule", "Default"]);
     assert_eq!(
@@ -476,5 +486,58 @@ fn every_function_may_write_the_table() {
                 .any(|name| tag(&p[*name]["TableName"], "!Ref").is_some())
         });
         assert!(writes, "{function} cannot write the table");
+    }
+}
+
+/// Bodies too large for a table item live in a private, encrypted bucket
+/// that every function can read and write (any of them may rewrite a
+/// ticket), and that keeps them at least as long as any ticket is kept.
+#[test]
+fn the_body_bucket_is_private_and_outlives_every_ticket() {
+    let t = template();
+    let bucket = at(&t, &["Resources", "BodyBucket", "Properties"]);
+    let block = &bucket["PublicAccessBlockConfiguration"];
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[flag], Value::Bool(true), "{flag}");
+    }
+    assert!(!bucket["BucketEncryption"].is_null());
+    let rules = bucket["LifecycleConfiguration"]["Rules"]
+        .as_sequence()
+        .expect("lifecycle rules");
+    let expiry = rules
+        .iter()
+        .find(|r| r["Prefix"] == "bodies/")
+        .map(|r| num(&r["ExpirationInDays"]))
+        .expect("a rule for bodies/");
+    let day = 86_400.0;
+    let kept = param(&t, "TicketTtlSeconds", "MaxValue")
+        + failover_core::ticket::RETENTION_AFTER_EXPIRY_MS as f64 / 1000.0;
+    assert!(expiry * day > kept, "{expiry} days <= {kept} s");
+    let tls = at(
+        &t,
+        &[
+            "Resources",
+            "BodyBucketPolicy",
+            "Properties",
+            "PolicyDocument",
+        ],
+    );
+    assert!(serde_yaml::to_string(tls)
+        .unwrap()
+        .contains("aws:SecureTransport"));
+    for function in FUNCTIONS {
+        let policies = at(&t, &["Resources", function, "Properties", "Policies"]);
+        let text = serde_yaml::to_string(policies).unwrap();
+        assert!(
+            text.contains("s3:GetObject") && text.contains("s3:PutObject"),
+            "{function} cannot read and write bodies"
+        );
+        assert!(text.contains("BodyBucket.Arn}/bodies/*"), "{function}");
+        assert!(!text.contains("s3:*") && !text.contains("DeleteObject"));
     }
 }

@@ -31,6 +31,14 @@ impl ForceMode {
     }
 }
 
+/// The largest `MAX_BODY_BYTES` and `MAX_ANSWER_BYTES`: a body travels
+/// inside Lambda's invocation payload (6 MB each way) as a JSON string, in
+/// which one byte takes up to six (`\u0001`); 1,000,000 bytes always fit.
+pub const BODY_LIMIT: u32 = 1_000_000;
+/// The largest `WEBHOOK_MAX_ATTEMPTS`: each attempt stays on the ticket,
+/// which must fit a table item (see the conformance suite's largest ticket).
+pub const NOTIFY_ATTEMPTS_LIMIT: u32 = 20;
+
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub sync_deadline: Duration,
@@ -100,7 +108,7 @@ impl Default for Policy {
             max_attempts: 8,
             force_mode: ForceMode::Auto,
             max_body_bytes: 256 * 1024,
-            max_answer_bytes: 1024 * 1024,
+            max_answer_bytes: BODY_LIMIT as usize,
             ticket_ttl: Duration::from_secs(7 * 24 * 3600),
             retry_base: Duration::from_millis(1000),
             retry_max: Duration::from_secs(300),
@@ -170,6 +178,15 @@ impl Reader<'_> {
         })
     }
 
+    fn count_to(&self, name: &'static str, default: u32, max: u32) -> Result<u32, ConfigError> {
+        self.parse(name, default, |v| {
+            (1..=max)
+                .contains(v)
+                .then_some(())
+                .ok_or(format!("must be from 1 to {max}"))
+        })
+    }
+
     fn count(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
         self.parse(name, default, |v| {
             (*v > 0).then_some(()).ok_or("must be > 0".into())
@@ -225,8 +242,13 @@ impl Policy {
             worker_deadline: r.millis("WORKER_DEADLINE_MS", base.worker_deadline)?,
             max_attempts: r.count("MAX_ATTEMPTS", base.max_attempts)?,
             force_mode,
-            max_body_bytes: r.count("MAX_BODY_BYTES", base.max_body_bytes as u32)? as usize,
-            max_answer_bytes: r.count("MAX_ANSWER_BYTES", base.max_answer_bytes as u32)? as usize,
+            max_body_bytes: r.count_to("MAX_BODY_BYTES", base.max_body_bytes as u32, BODY_LIMIT)?
+                as usize,
+            max_answer_bytes: r.count_to(
+                "MAX_ANSWER_BYTES",
+                base.max_answer_bytes as u32,
+                BODY_LIMIT,
+            )? as usize,
             ticket_ttl: Duration::from_secs(r.parse(
                 "TICKET_TTL_SECONDS",
                 base.ticket_ttl.as_secs(),
@@ -235,7 +257,11 @@ impl Policy {
             retry_base: r.millis("RETRY_BASE_MS", base.retry_base)?,
             retry_max: r.millis("RETRY_MAX_MS", base.retry_max)?,
             capture_timeout: r.millis("CAPTURE_TIMEOUT_MS", base.capture_timeout)?,
-            webhook_max_attempts: r.count("WEBHOOK_MAX_ATTEMPTS", base.webhook_max_attempts)?,
+            webhook_max_attempts: r.count_to(
+                "WEBHOOK_MAX_ATTEMPTS",
+                base.webhook_max_attempts,
+                NOTIFY_ATTEMPTS_LIMIT,
+            )?,
             notify_schedule: r.parse("NOTIFY_RETRY_SCHEDULE", base.notify_schedule, |_| Ok(()))?,
             webhook_timeout: r.millis("WEBHOOK_TIMEOUT_MS", base.webhook_timeout)?,
             webhook_secret,
@@ -280,6 +306,15 @@ mod tests {
         assert_eq!(p.force_mode, ForceMode::Auto);
         assert_eq!(p.ticket_ttl, Duration::from_secs(604_800));
         assert_eq!(p.max_body_bytes, 262_144);
+        assert_eq!(p.max_answer_bytes, 1_000_000);
+        let most = read(&[
+            ("MAX_BODY_BYTES", "1000000"),
+            ("MAX_ANSWER_BYTES", "1000000"),
+            ("WEBHOOK_MAX_ATTEMPTS", "20"),
+        ])
+        .unwrap();
+        assert_eq!(most.max_body_bytes + most.max_answer_bytes, 2_000_000);
+        assert_eq!(most.webhook_max_attempts, 20);
     }
 
     #[test]
@@ -296,6 +331,10 @@ mod tests {
             ("DRAIN_MAX_RPS", "fast"),
             ("DRAIN_RAMP_S", "0"),
             ("NOTIFY_RETRY_SCHEDULE", "5s,soon"),
+            // Past what a table item or a Lambda payload can hold.
+            ("MAX_BODY_BYTES", "1000001"),
+            ("MAX_ANSWER_BYTES", "1000001"),
+            ("WEBHOOK_MAX_ATTEMPTS", "21"),
         ] {
             let e = read(&[(name, bad)]).unwrap_err();
             assert_eq!(e.name, name, "{bad}");

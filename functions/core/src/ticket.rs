@@ -182,6 +182,11 @@ impl Channel {
     }
 }
 
+/// The longest error text kept on a notification attempt: a receiver's or
+/// an SDK's message can be long, and a ticket must stay small (each
+/// attempt stays on it; see `WEBHOOK_MAX_ATTEMPTS`).
+pub const NOTIFICATION_ERROR_MAX: usize = 300;
+
 /// One delivery attempt of the terminal event, shown on the ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationAttempt {
@@ -427,6 +432,14 @@ impl Ticket {
         event: PendingEvent,
     ) -> Ticket {
         let mut t = self.touched(now);
+        let mut attempt = attempt;
+        if let Some(e) = attempt.error.as_mut() {
+            if e.len() > NOTIFICATION_ERROR_MAX {
+                let end = e.floor_char_boundary(NOTIFICATION_ERROR_MAX - 3);
+                e.truncate(end);
+                e.push_str("...");
+            }
+        }
         t.notifications.push(attempt);
         t.event = Some(event);
         t

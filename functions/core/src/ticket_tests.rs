@@ -132,3 +132,35 @@ fn a_swept_ticket_is_due_now() {
         .unwrap();
     assert!(done.swept(10_000).is_err());
 }
+
+#[test]
+fn a_long_notification_error_is_cut_at_a_character() {
+    let done = ticket()
+        .claim(1, 10)
+        .unwrap()
+        .succeed(
+            2,
+            BackendResult {
+                status_code: 200,
+                body: b"{}".to_vec(),
+                content_type: None,
+            },
+        )
+        .unwrap();
+    let event = crate::attempt::pending_event(&done, 3);
+    let attempt = |error: String| NotificationAttempt {
+        channel: Channel::Webhook,
+        attempt: 1,
+        at: 3,
+        delivered: false,
+        status_code: None,
+        error: Some(error),
+    };
+    let long = "é".repeat(1000);
+    let kept = done.with_notification(3, attempt(long), event.clone());
+    let error = kept.notifications[0].error.clone().unwrap();
+    assert!(error.len() <= NOTIFICATION_ERROR_MAX && error.ends_with("..."));
+    assert!(error.starts_with("éé"));
+    let short = done.with_notification(3, attempt("refused".into()), event);
+    assert_eq!(short.notifications[0].error.as_deref(), Some("refused"));
+}

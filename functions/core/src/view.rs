@@ -25,15 +25,17 @@ pub struct ResultView {
     pub body: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_encoding: Option<&'static str>,
-    /// In a notification whose answer is over [`EVENT_BODY_MAX`]: `body` is
-    /// null and the answer is here (SNS takes 256 KB at most, and the event
-    /// is stored on the ticket beside the answer).
+    /// In a notification that would be over [`EVENT_MAX_BYTES`] with its
+    /// answer: `body` is null and the answer is here (SNS takes 256 KB at
+    /// most, and the event is stored on the ticket beside the answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_url: Option<String>,
 }
 
-/// The largest answer a notification carries itself.
-pub const EVENT_BODY_MAX: usize = 64 * 1024;
+/// The largest notification that carries the answer itself, counted as
+/// sent (escaped), so that no answer, whatever its bytes, makes an event
+/// SNS refuses.
+pub const EVENT_MAX_BYTES: usize = 64 * 1024;
 
 impl ResultView {
     fn of(r: &BackendResult) -> Self {
@@ -147,23 +149,65 @@ impl From<&Ticket> for TicketView {
 }
 
 /// `{"type": "ticket.succeeded"|"ticket.failed", "timestamp", "data"}`.
-/// An answer over [`EVENT_BODY_MAX`] is referred to, not carried.
+/// An event that would be over [`EVENT_MAX_BYTES`] refers to its answer.
 pub fn event_payload(ticket: &Ticket, now_ms: i64) -> (String, String) {
     let event_type = format!("ticket.{}", ticket.status.as_str());
+    let event = |data: &TicketView| {
+        serde_json::json!({
+            "type": event_type,
+            "timestamp": rfc3339(now_ms),
+            "data": data,
+        })
+        .to_string()
+    };
     let mut data = TicketView::from(ticket);
-    let large = ticket
-        .result
-        .as_ref()
-        .is_some_and(|r| r.body.len() > EVENT_BODY_MAX);
-    if let (Some(r), true) = (data.result.as_mut(), large) {
+    let full = event(&data);
+    if full.len() <= EVENT_MAX_BYTES {
+        return (event_type, full);
+    }
+    if let Some(r) = data.result.as_mut() {
         r.body = Value::Null;
         r.body_encoding = None;
         r.body_url = Some(format!("/tickets/{}/result", ticket.id));
     }
-    let body = serde_json::json!({
-        "type": event_type,
-        "timestamp": rfc3339(now_ms),
-        "data": data,
-    });
-    (event_type, body.to_string())
+    let referred = event(&data);
+    (event_type, referred)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::{CapturedRequest, Reason, TicketId};
+
+    fn answered(body: Vec<u8>) -> Ticket {
+        let request = CapturedRequest {
+            body: "{}".into(),
+            content_type: "application/json".into(),
+            request_id: "r".into(),
+            callback_url: None,
+        };
+        let result = BackendResult {
+            status_code: 200,
+            body,
+            content_type: Some("text/plain".into()),
+        };
+        Ticket::new(TicketId::new(), Reason::Timeout, request, 0, 1000)
+            .claim(1, 10)
+            .and_then(|t| t.succeed(2, result))
+            .expect("legal transitions")
+    }
+
+    #[test]
+    fn an_event_carries_its_answer_only_while_it_stays_small_once_escaped() {
+        let carried = answered(vec![b'a'; 32 * 1024]);
+        let (_, event) = event_payload(&carried, 3);
+        assert!(event.contains(&"a".repeat(32 * 1024)));
+        // 20 KiB of control characters are six times larger escaped.
+        let escaped = answered(vec![1; 20 * 1024]);
+        let (_, event) = event_payload(&escaped, 3);
+        assert!(event.len() < 4096, "{}", event.len());
+        let v: Value = serde_json::from_str(&event).expect("JSON");
+        assert_eq!(v["data"]["result"]["body"], Value::Null);
+        assert!(v["data"]["result"]["body_url"].is_string());
+    }
 }

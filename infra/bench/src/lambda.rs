@@ -52,6 +52,7 @@ async fn cold_start(
 ) -> anyhow::Result<Duration> {
     let env = [
         ("TABLE_NAME", "bench".to_string()),
+        ("BODY_BUCKET", "bench".to_string()),
         (
             "QUEUE_URL",
             "http://127.0.0.1:9/000000000000/bench".to_string(),

@@ -4,15 +4,16 @@
 //!
 //! | pk | attributes |
 //! |---|---|
-//! | `T#<ticket id>` | `status`, `version`, `doc` (the ticket as JSON), `purge_ms`, `ttl` |
-//! | `I#<idempotency key>` | `version`, `doc`, `purge_ms`, `ttl` |
+//! | `T#<ticket id>` | `status`, `version`, `doc` (the ticket as JSON, without bodies), `b_req`, `b_res`, `b_evt` (its bodies), `purge_ms`, `ttl` |
+//! | `I#<idempotency key>` | `version`, `doc`, `b_sync` (a sync answer), `purge_ms`, `ttl` |
 //! | `H#breaker` | the fleet's circuit breaker (see `health.rs`) |
 //!
 //! Every write is conditional (`attribute_not_exists`, or `status`/`version`
 //! equal to what the caller read), so DynamoDB arbitrates races between
 //! Lambda instances exactly as SQLite does locally. `ttl` (epoch seconds) is
 //! the table's TTL attribute; TTL deletion is lazy, so reads also check
-//! `purge_ms` and treat an expired item as absent.
+//! `purge_ms` and treat an expired item as absent. Bodies are binary
+//! attributes of their own, or in S3 when large (see `parts.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,9 +26,11 @@ use aws_sdk_dynamodb::Client;
 use failover_core::ports::{Clock, IdemRecord, IdempotencyStore, StoreError, TicketStore};
 use failover_core::ticket::{Status, Ticket, TicketId};
 
+use super::blobs::S3Blobs;
 use super::env::{
     OVERDUE_DUE, OVERDUE_INDEX, OVERDUE_SHARD, OVERDUE_SHARDS, TABLE_KEY, TABLE_TTL_ATTRIBUTE,
 };
+use super::parts::{self, RECORD_PARTS, TICKET_PARTS};
 use super::unavailable;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -37,6 +40,7 @@ pub struct DynamoStore {
     pub(super) client: Client,
     pub(super) table: String,
     clock: Arc<dyn Clock>,
+    blobs: Option<Arc<S3Blobs>>,
 }
 
 pub(super) fn s(v: impl Into<String>) -> AttributeValue {
@@ -93,7 +97,15 @@ impl DynamoStore {
             client,
             table: table.into(),
             clock,
+            blobs: None,
         }
+    }
+
+    /// Keeps bodies over [`parts::INLINE_MAX`] in S3 (without it, every
+    /// body stays in its item, which DynamoDB caps at 400 KB).
+    pub fn with_blobs(mut self, blobs: Arc<S3Blobs>) -> Self {
+        self.blobs = Some(blobs);
+        self
     }
 
     fn item(pk: String, version: u64, doc: String, purge: i64) -> Item {
@@ -106,8 +118,11 @@ impl DynamoStore {
         ])
     }
 
-    fn ticket_item(t: &Ticket) -> Result<Item, StoreError> {
-        let mut item = Self::item(ticket_key(&t.id), t.version, encode(t)?, t.purge_at());
+    async fn ticket_item(&self, t: &Ticket) -> Result<Item, StoreError> {
+        let pk = ticket_key(&t.id);
+        let (doc, bodies) = parts::split_ticket(t);
+        let mut item = Self::item(pk.clone(), t.version, encode(&doc)?, t.purge_at());
+        parts::store(&mut item, &pk, bodies, self.blobs.as_deref()).await?;
         item.insert("status".into(), s(t.status.as_str()));
         // The sweeper's (sparse) index holds what is due: non-terminal
         // tickets, and (in shards of their own, which the backlog's age
@@ -118,6 +133,14 @@ impl DynamoStore {
             item.insert(OVERDUE_SHARD.into(), s(format!("{notice}{shard}")));
             item.insert(OVERDUE_DUE.into(), n(due));
         }
+        Ok(item)
+    }
+
+    async fn record_item(&self, r: &IdemRecord) -> Result<Item, StoreError> {
+        let pk = idem_key(&r.key);
+        let (doc, bodies) = parts::split_record(r);
+        let mut item = Self::item(pk.clone(), r.version, encode(&doc)?, r.expires_at);
+        parts::store(&mut item, &pk, bodies, self.blobs.as_deref()).await?;
         Ok(item)
     }
 
@@ -213,14 +236,17 @@ impl DynamoStore {
 #[async_trait]
 impl TicketStore for DynamoStore {
     async fn create(&self, ticket: &Ticket) -> Result<(), StoreError> {
-        self.insert(Self::ticket_item(ticket)?).await
+        self.insert(self.ticket_item(ticket).await?).await
     }
 
     async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
-        self.get_live(ticket_key(id))
-            .await?
-            .map(|i| doc_of(&i))
-            .transpose()
+        let Some(item) = self.get_live(ticket_key(id)).await? else {
+            return Ok(None);
+        };
+        let mut ticket: Ticket = doc_of(&item)?;
+        let bodies = parts::load(&item, TICKET_PARTS, self.blobs.as_deref()).await?;
+        parts::join_ticket(&mut ticket, bodies)?;
+        Ok(Some(ticket))
     }
 
     async fn update(
@@ -233,8 +259,12 @@ impl TicketStore for DynamoStore {
             (":s", s(expected_status.as_str())),
             (":v", n(expected_version)),
         ];
-        self.put_if(Self::ticket_item(next)?, "#s = :s AND version = :v", values)
-            .await
+        self.put_if(
+            self.ticket_item(next).await?,
+            "#s = :s AND version = :v",
+            values,
+        )
+        .await
     }
 
     async fn delete(&self, id: &TicketId, expected_version: u64) -> Result<(), StoreError> {
@@ -303,19 +333,22 @@ impl TicketStore for DynamoStore {
 #[async_trait]
 impl IdempotencyStore for DynamoStore {
     async fn insert(&self, r: &IdemRecord) -> Result<(), StoreError> {
-        let item = Self::item(idem_key(&r.key), r.version, encode(r)?, r.expires_at);
+        let item = self.record_item(r).await?;
         DynamoStore::insert(self, item).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<IdemRecord>, StoreError> {
-        self.get_live(idem_key(key))
-            .await?
-            .map(|i| doc_of(&i))
-            .transpose()
+        let Some(item) = self.get_live(idem_key(key)).await? else {
+            return Ok(None);
+        };
+        let mut record: IdemRecord = doc_of(&item)?;
+        let bodies = parts::load(&item, RECORD_PARTS, self.blobs.as_deref()).await?;
+        parts::join_record(&mut record, bodies);
+        Ok(Some(record))
     }
 
     async fn replace(&self, r: &IdemRecord, expected_version: u64) -> Result<(), StoreError> {
-        let item = Self::item(idem_key(&r.key), r.version, encode(r)?, r.expires_at);
+        let item = self.record_item(r).await?;
         self.put_if(item, "version = :v", vec![(":v", n(expected_version))])
             .await
     }

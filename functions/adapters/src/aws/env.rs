@@ -10,7 +10,7 @@ use failover_core::metrics::Emf;
 use failover_core::ports::SystemClock;
 use failover_core::{Deps, Policy};
 
-use super::{sdk_config, DynamoStore, SnsPublisher, SqsQueue};
+use super::{sdk_config, DynamoStore, S3Blobs, SnsPublisher, SqsQueue};
 use crate::http_backend::HttpBackend;
 use crate::webhook_sender::HttpWebhookSender;
 
@@ -31,6 +31,8 @@ pub const METRICS_NAMESPACE: &str = "FailoverGateway";
 #[derive(Debug, Clone)]
 pub struct AwsSettings {
     pub table: String,
+    /// `BODY_BUCKET`: where bodies too large for a table item go.
+    pub body_bucket: String,
     pub queue_url: String,
     /// Where poison messages go (the worker needs it).
     pub dlq_url: Option<String>,
@@ -80,6 +82,7 @@ impl AwsSettings {
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(Self {
             table: required(get, "TABLE_NAME")?,
+            body_bucket: required(get, "BODY_BUCKET")?,
             queue_url: required(get, "QUEUE_URL")?,
             dlq_url: get("DLQ_URL").filter(|v| !v.is_empty()),
             topic_arn: get("TOPIC_ARN").filter(|v| !v.is_empty()),
@@ -111,11 +114,15 @@ pub async fn ports(
 ) -> Result<AwsPorts, String> {
     let sdk = sdk_config(policy.capture_timeout).await;
     let clock = Arc::new(SystemClock);
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        settings.table.clone(),
-        clock.clone(),
-    ));
+    let blobs = S3Blobs::new(S3Blobs::client(&sdk), settings.body_bucket.clone());
+    let store = Arc::new(
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            settings.table.clone(),
+            clock.clone(),
+        )
+        .with_blobs(Arc::new(blobs)),
+    );
     let queue = Arc::new(SqsQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
         settings.queue_url.clone(),
@@ -213,6 +220,7 @@ mod tests {
     fn settings(extra: &[(&str, &str)]) -> Result<AwsSettings, ConfigError> {
         let vars: Vec<(String, String)> = [
             ("TABLE_NAME", "t"),
+            ("BODY_BUCKET", "b"),
             ("QUEUE_URL", "http://127.0.0.1:4566/q"),
             ("BACKEND_URL", "http://127.0.0.1:9/b"),
         ]

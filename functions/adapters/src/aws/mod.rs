@@ -1,5 +1,6 @@
-//! AWS adapters: DynamoDB ticket, idempotency and health stores, the SQS queue and
-//! the SNS publisher (feature `aws`; local mode never compiles the SDK).
+//! AWS adapters: DynamoDB ticket, idempotency and health stores (large
+//! bodies in S3), the SQS queue and the SNS publisher (feature `aws`;
+//! local mode never compiles the SDK).
 //!
 //! Clients come from `aws-config`, so they honour the standard environment
 //! (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL` and the per-service
@@ -17,9 +18,11 @@
 //! G2), so only those are loaded; a custom `AWS_ENDPOINT_URL*` gets the
 //! whole set.
 
+mod blobs;
 mod dynamodb;
 pub mod env;
 mod health;
+mod parts;
 mod sns;
 mod sqs;
 
@@ -30,7 +33,9 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use failover_core::ports::StoreError;
 
+pub use blobs::S3Blobs;
 pub use dynamodb::DynamoStore;
+pub use parts::INLINE_MAX;
 pub use sns::SnsPublisher;
 pub use sqs::SqsQueue;
 
