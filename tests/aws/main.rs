@@ -6,6 +6,7 @@
 mod conformance;
 mod deploy;
 mod e2e;
+mod explore;
 mod faults;
 mod fleet;
 mod stack;

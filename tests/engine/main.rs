@@ -3,7 +3,6 @@
 //! In-memory ports (no blocking I/O, which would let paused time jump).
 
 mod abuse;
-mod chaos;
 mod explore;
 mod notices;
 mod outage;

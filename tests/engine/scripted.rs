@@ -5,11 +5,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use failover_core::ports::{
-    Backend, BackendError, BackendRequest, BackendResponse, NotifyError, WebhookSender,
-};
+use failover_core::ports::{Backend, BackendError, BackendRequest, BackendResponse};
 use failover_core::ticket::TicketId;
-use failover_core::webhook::SignedHeaders;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
@@ -75,18 +72,4 @@ impl Backend for Scripted {
     }
 }
 
-/// These tests send no webhooks.
-pub struct NoWebhooks;
-
-#[async_trait]
-impl WebhookSender for NoWebhooks {
-    async fn post(
-        &self,
-        _url: &str,
-        _h: &SignedHeaders,
-        _b: &str,
-        _t: Duration,
-    ) -> Result<u16, NotifyError> {
-        Err(NotifyError("no webhooks in these tests".into()))
-    }
-}
+pub use failover_tests::chaos::NoWebhooks;

@@ -190,3 +190,116 @@ pub async fn create_table(sdk: &SdkConfig, table: &str) {
         .await
         .expect("enable TTL");
 }
+
+/// DynamoDB, SQS and SNS as one back end for the fault exploration
+/// ([`crate::explore`]), which takes every port from one value.
+#[derive(Clone)]
+pub struct AwsBackEnd {
+    pub store: failover_adapters::aws::DynamoStore,
+    pub queue: failover_adapters::aws::SqsQueue,
+    pub topic: failover_adapters::aws::SnsPublisher,
+}
+
+impl AwsBackEnd {
+    /// On this environment's resources, with `clock` for the store.
+    pub fn new(env: &AwsEnv, clock: std::sync::Arc<dyn failover_core::Clock>) -> Self {
+        use failover_adapters::aws::{DynamoStore, S3Blobs, SnsPublisher, SqsQueue};
+        let blobs = S3Blobs::new(S3Blobs::client(&env.sdk), env.body_bucket.clone());
+        Self {
+            store: DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&env.sdk),
+                env.table.clone(),
+                clock,
+            )
+            .with_blobs(std::sync::Arc::new(blobs)),
+            queue: SqsQueue::new(
+                aws_sdk_sqs::Client::new(&env.sdk),
+                env.queue_url.clone(),
+                Some(env.dlq_url.clone()),
+            ),
+            topic: SnsPublisher::new(aws_sdk_sns::Client::new(&env.sdk), env.topic_arn.clone()),
+        }
+    }
+}
+
+mod back_end {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use failover_core::ports::{
+        Delivery, EventPublisher, IdemRecord, IdempotencyStore, NotifyError, Queue, QueueError,
+        QueueStats, StoreError, TicketStore, TopicEvent,
+    };
+    use failover_core::ticket::{Status, Ticket, TicketId};
+
+    use super::AwsBackEnd;
+
+    #[async_trait]
+    impl TicketStore for AwsBackEnd {
+        async fn create(&self, t: &Ticket) -> Result<(), StoreError> {
+            self.store.create(t).await
+        }
+        async fn get(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+            TicketStore::get(&self.store, id).await
+        }
+        async fn update(&self, t: &Ticket, s: Status, v: u64) -> Result<(), StoreError> {
+            self.store.update(t, s, v).await
+        }
+        async fn delete(&self, id: &TicketId, v: u64) -> Result<(), StoreError> {
+            self.store.delete(id, v).await
+        }
+        async fn overdue(&self, before: i64, limit: usize) -> Result<Vec<TicketId>, StoreError> {
+            self.store.overdue(before, limit).await
+        }
+        async fn oldest_due(&self) -> Result<Option<i64>, StoreError> {
+            self.store.oldest_due().await
+        }
+    }
+
+    #[async_trait]
+    impl IdempotencyStore for AwsBackEnd {
+        async fn insert(&self, r: &IdemRecord) -> Result<(), StoreError> {
+            self.store.insert(r).await
+        }
+        async fn get(&self, key: &str) -> Result<Option<IdemRecord>, StoreError> {
+            IdempotencyStore::get(&self.store, key).await
+        }
+        async fn replace(&self, r: &IdemRecord, v: u64) -> Result<(), StoreError> {
+            self.store.replace(r, v).await
+        }
+    }
+
+    #[async_trait]
+    impl Queue for AwsBackEnd {
+        async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+            self.queue.send(body, delay).await
+        }
+        async fn receive(
+            &self,
+            max: usize,
+            visibility: Duration,
+            wait: Duration,
+        ) -> Result<Vec<Delivery>, QueueError> {
+            self.queue.receive(max, visibility, wait).await
+        }
+        async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
+            self.queue.ack(receipt).await
+        }
+        async fn defer(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+            self.queue.defer(receipt, delay).await
+        }
+        async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), QueueError> {
+            self.queue.dead_letter(d, reason).await
+        }
+        async fn stats(&self) -> Result<QueueStats, QueueError> {
+            self.queue.stats().await
+        }
+    }
+
+    #[async_trait]
+    impl EventPublisher for AwsBackEnd {
+        async fn publish(&self, event: &TopicEvent) -> Result<(), NotifyError> {
+            self.topic.publish(event).await
+        }
+    }
+}

@@ -5,8 +5,10 @@
 //! inside the service under test.
 
 pub mod aws;
+pub mod chaos;
 pub mod conformance;
 pub mod events;
+pub mod explore;
 pub mod health_conformance;
 pub mod lambda_runtime;
 pub mod mock_backend;

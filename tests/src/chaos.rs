@@ -1,9 +1,16 @@
-//! A fault at one chosen operation: the in-memory adapters behind a layer
-//! that numbers every store, queue and topic call across the run and, at
-//! the numbers a schedule names, fails it (error), never answers it
-//! (timeout), answers only after applying it 30 s later (a write that lands
-//! after its timeout), or kills the process there (this and every later
-//! call of that process never answers; a new process takes over).
+//! A fault at one chosen operation: any adapters (in memory, SQLite, or
+//! DynamoDB, SQS and SNS on the emulators) behind a layer that numbers every
+//! store, queue and topic call across the run and, at the numbers a
+//! schedule names, fails it (error), never answers it (timeout), answers
+//! only after applying it 30 s later (a write that lands after its
+//! timeout), or kills the process there (this and every later call of that
+//! process never answers; a new process takes over).
+//!
+//! Runs on tokio's paused clock. An adapter that does real I/O (a SQLite
+//! writer thread, a network call) would let paused time jump while it waits
+//! (tokio advances an idle runtime to its next timer, firing deadlines that
+//! never passed), so with `guard_io` every call runs inside
+//! `spawn_blocking`, during which tokio does not advance the clock.
 
 use std::future::{pending, Future};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,12 +18,31 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use failover_adapters::memory::MemoryStore;
 use failover_core::ports::{
     Delivery, EventPublisher, IdemRecord, IdempotencyStore, NotifyError, Queue, QueueError,
-    QueueStats, StoreError, TicketStore, TopicEvent,
+    QueueStats, StoreError, TicketStore, TopicEvent, WebhookSender,
 };
 use failover_core::ticket::{Status, Ticket, TicketId};
+use failover_core::webhook::SignedHeaders;
+
+/// Every port the engine and the worker use, from one back end.
+pub trait Ports: TicketStore + IdempotencyStore + Queue + EventPublisher + Clone + 'static {}
+impl<T: TicketStore + IdempotencyStore + Queue + EventPublisher + Clone + 'static> Ports for T {}
+
+/// Runs `op` where paused time cannot jump while it waits on real I/O.
+pub async fn guarded<T: Send + 'static>(
+    op: impl Future<Output = T> + Send + 'static,
+    guard_io: bool,
+) -> T {
+    if !guard_io {
+        return op.await;
+    }
+    let handle = tokio::runtime::Handle::current();
+    match tokio::task::spawn_blocking(move || handle.block_on(op)).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -32,6 +58,10 @@ pub const KINDS: [Kind; 4] = [Kind::Error, Kind::Timeout, Kind::LandsLate, Kind:
 #[derive(Default)]
 pub struct Plan {
     faults: Vec<(usize, Kind)>,
+    /// Whether calls run under [`guarded`].
+    pub guard_io: bool,
+    /// Every ticket a create was attempted for (it may have landed).
+    pub created: Mutex<Vec<TicketId>>,
     next: AtomicUsize,
     /// Recovery: no more faults.
     off: AtomicBool,
@@ -40,9 +70,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(faults: Vec<(usize, Kind)>) -> Arc<Self> {
+    pub fn new(faults: Vec<(usize, Kind)>, guard_io: bool) -> Arc<Self> {
         Arc::new(Self {
             faults,
+            guard_io,
             ..Self::default()
         })
     }
@@ -58,14 +89,14 @@ impl Plan {
 
 /// The ports of one process.
 #[derive(Clone)]
-pub struct Chaos {
-    pub inner: MemoryStore,
+pub struct Chaos<S> {
+    pub inner: S,
     plan: Arc<Plan>,
     dead: Arc<AtomicBool>,
 }
 
-impl Chaos {
-    pub fn new(inner: MemoryStore, plan: Arc<Plan>) -> Self {
+impl<S: Ports> Chaos<S> {
+    pub fn new(inner: S, plan: Arc<Plan>) -> Self {
         Self {
             inner,
             plan,
@@ -97,14 +128,15 @@ impl Chaos {
                 .find(|(at, _)| *at == n)
                 .map(|f| f.1),
         };
+        let guard_io = self.plan.guard_io;
         match fault {
-            None => op.await,
+            None => guarded(op, guard_io).await,
             Some(Kind::Error) => Err(fail(format!("injected error at operation {n} ({name})"))),
             Some(Kind::Timeout) => pending().await,
             Some(Kind::LandsLate) => {
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(30)).await;
-                    let _ = op.await;
+                    let _ = guarded(op, guard_io).await;
                 });
                 pending().await
             }
@@ -125,8 +157,9 @@ fn queue(e: String) -> QueueError {
 }
 
 #[async_trait]
-impl TicketStore for Chaos {
+impl<S: Ports> TicketStore for Chaos<S> {
     async fn create(&self, t: &Ticket) -> Result<(), StoreError> {
+        self.plan.created.lock().expect("created").push(t.id);
         let (s, t) = (self.inner.clone(), t.clone());
         self.run("ticket create", async move { s.create(&t).await }, store)
             .await
@@ -165,12 +198,13 @@ impl TicketStore for Chaos {
     }
 
     async fn oldest_due(&self) -> Result<Option<i64>, StoreError> {
-        self.inner.oldest_due().await
+        let s = self.inner.clone();
+        guarded(async move { s.oldest_due().await }, self.plan.guard_io).await
     }
 }
 
 #[async_trait]
-impl IdempotencyStore for Chaos {
+impl<S: Ports> IdempotencyStore for Chaos<S> {
     async fn insert(&self, r: &IdemRecord) -> Result<(), StoreError> {
         let (s, r) = (self.inner.clone(), r.clone());
         self.run("key insert", async move { s.insert(&r).await }, store)
@@ -191,7 +225,7 @@ impl IdempotencyStore for Chaos {
 }
 
 #[async_trait]
-impl Queue for Chaos {
+impl<S: Ports> Queue for Chaos<S> {
     async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
         let (s, body) = (self.inner.clone(), body.to_string());
         self.run(
@@ -236,12 +270,13 @@ impl Queue for Chaos {
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
-        self.inner.stats().await
+        let s = self.inner.clone();
+        guarded(async move { s.stats().await }, self.plan.guard_io).await
     }
 }
 
 #[async_trait]
-impl EventPublisher for Chaos {
+impl<S: Ports> EventPublisher for Chaos<S> {
     async fn publish(&self, event: &TopicEvent) -> Result<(), NotifyError> {
         let (s, e) = (self.inner.clone(), event.clone());
         self.run(
@@ -250,5 +285,21 @@ impl EventPublisher for Chaos {
             NotifyError,
         )
         .await
+    }
+}
+
+/// No webhooks in these runs (the topic is the channel under test).
+pub struct NoWebhooks;
+
+#[async_trait]
+impl WebhookSender for NoWebhooks {
+    async fn post(
+        &self,
+        _url: &str,
+        _h: &SignedHeaders,
+        _b: &str,
+        _t: Duration,
+    ) -> Result<u16, NotifyError> {
+        Err(NotifyError("no webhooks in these tests".into()))
     }
 }
