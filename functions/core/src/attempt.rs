@@ -16,7 +16,7 @@ use crate::ports::{BackendError, BackendResponse};
 use crate::ticket::{
     BackendResult, ErrorKind, IllegalTransition, PendingEvent, Ticket, TicketError,
 };
-use crate::view::event_payload;
+use crate::view::stored_event;
 
 /// A finished call, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +130,7 @@ pub fn with_event(mut t: Ticket, now: i64) -> Ticket {
 }
 
 pub fn pending_event(t: &Ticket, now: i64) -> PendingEvent {
-    let (event_type, payload) = event_payload(t, now);
+    let (event_type, payload, answer_elided) = stored_event(t, now);
     PendingEvent {
         event_id: format!(
             "evt_{}_{}",
@@ -139,6 +139,7 @@ pub fn pending_event(t: &Ticket, now: i64) -> PendingEvent {
         ),
         event_type,
         payload,
+        answer_elided,
         webhook_done: t.request.callback_url.is_none(),
         sns_done: false,
         next_webhook_at: now,

@@ -204,7 +204,13 @@ pub struct NotificationAttempt {
 pub struct PendingEvent {
     pub event_id: String,
     pub event_type: String,
+    /// The event as stored; what is sent is
+    /// [`crate::view::event_message`] of it.
     pub payload: String,
+    /// Whether the answer was left out of `payload` (the ticket holds it:
+    /// stored once) and goes back in when the event is sent.
+    #[serde(default)]
+    pub answer_elided: bool,
     pub webhook_done: bool,
     pub sns_done: bool,
     pub next_webhook_at: i64,

@@ -148,9 +148,13 @@ impl From<&Ticket> for TicketView {
     }
 }
 
-/// `{"type": "ticket.succeeded"|"ticket.failed", "timestamp", "data"}`.
-/// An event that would be over [`EVENT_MAX_BYTES`] refers to its answer.
-pub fn event_payload(ticket: &Ticket, now_ms: i64) -> (String, String) {
+/// `{"type": "ticket.succeeded"|"ticket.failed", "timestamp", "data"}`,
+/// as stored on the ticket: `(type, payload, answer_elided)`. An event that
+/// would be over [`EVENT_MAX_BYTES`] with its answer refers to it
+/// (`body_url`); one that carries it is stored without it, since the
+/// ticket's result holds those bytes already, and [`event_message`] puts it
+/// back on every send.
+pub fn stored_event(ticket: &Ticket, now_ms: i64) -> (String, String, bool) {
     let event_type = format!("ticket.{}", ticket.status.as_str());
     let event = |data: &TicketView| {
         serde_json::json!({
@@ -161,17 +165,41 @@ pub fn event_payload(ticket: &Ticket, now_ms: i64) -> (String, String) {
         .to_string()
     };
     let mut data = TicketView::from(ticket);
-    let full = event(&data);
-    if full.len() <= EVENT_MAX_BYTES {
-        return (event_type, full);
-    }
-    if let Some(r) = data.result.as_mut() {
-        r.body = Value::Null;
-        r.body_encoding = None;
+    let carried = event(&data).len() <= EVENT_MAX_BYTES;
+    let Some(r) = data.result.as_mut() else {
+        return (event_type.clone(), event(&data), false);
+    };
+    r.body = Value::Null;
+    r.body_encoding = None;
+    if !carried {
         r.body_url = Some(format!("/tickets/{}/result", ticket.id));
     }
-    let referred = event(&data);
-    (event_type, referred)
+    let stored = event(&data);
+    (event_type, stored, carried)
+}
+
+/// The bytes sent for a stored event: its payload, with the ticket's answer
+/// put back when it was left out. The same for every retry (the answer of a
+/// terminal ticket never changes, and JSON is written in a fixed order).
+pub fn event_message(payload: &str, answer_elided: bool, ticket: &Ticket) -> String {
+    let (true, Some(result)) = (answer_elided, ticket.result.as_ref()) else {
+        return payload.to_string();
+    };
+    let Ok(mut event) = serde_json::from_str::<Value>(payload) else {
+        return payload.to_string();
+    };
+    let answer = ResultView::of(result);
+    if let Some(r) = event
+        .get_mut("data")
+        .and_then(|d| d.get_mut("result"))
+        .and_then(Value::as_object_mut)
+    {
+        r.insert("body".into(), answer.body);
+        if let Some(encoding) = answer.body_encoding {
+            r.insert("body_encoding".into(), encoding.into());
+        }
+    }
+    event.to_string()
 }
 
 #[cfg(test)]
@@ -197,17 +225,43 @@ mod tests {
             .expect("legal transitions")
     }
 
+    /// What is sent for a ticket's event, from what is stored.
+    fn sent(t: &Ticket) -> (String, String) {
+        let (_, stored, elided) = stored_event(t, 3);
+        (stored.clone(), event_message(&stored, elided, t))
+    }
+
     #[test]
     fn an_event_carries_its_answer_only_while_it_stays_small_once_escaped() {
         let carried = answered(vec![b'a'; 32 * 1024]);
-        let (_, event) = event_payload(&carried, 3);
+        let (stored, event) = sent(&carried);
         assert!(event.contains(&"a".repeat(32 * 1024)));
+        assert!(stored.len() < 4096, "stored without the answer");
         // 20 KiB of control characters are six times larger escaped.
         let escaped = answered(vec![1; 20 * 1024]);
-        let (_, event) = event_payload(&escaped, 3);
+        let (_, event) = sent(&escaped);
         assert!(event.len() < 4096, "{}", event.len());
         let v: Value = serde_json::from_str(&event).expect("JSON");
         assert_eq!(v["data"]["result"]["body"], Value::Null);
         assert!(v["data"]["result"]["body_url"].is_string());
+    }
+
+    #[test]
+    fn the_answer_put_back_is_the_event_built_with_it() {
+        for body in [
+            br#"{"paid":true,"n":[1,2.5]}"#.to_vec(),
+            vec![0xff, 0x00, 0x80],
+        ] {
+            let t = answered(body);
+            let full = serde_json::json!({
+                "type": "ticket.succeeded",
+                "timestamp": rfc3339(3),
+                "data": TicketView::from(&t),
+            })
+            .to_string();
+            let (_, event) = sent(&t);
+            assert_eq!(event, full);
+            assert_eq!(sent(&t).1, event, "the same bytes every time");
+        }
     }
 }

@@ -20,6 +20,7 @@ use failover_core::attempt::pending_event;
 use failover_core::metrics::Metric;
 use failover_core::ports::TopicEvent;
 use failover_core::ticket::{Channel, NotificationAttempt, PendingEvent, Ticket};
+use failover_core::view::event_message;
 use failover_core::webhook::signed_headers;
 
 use crate::process::{Disposition, REQUEUE_FROM};
@@ -49,7 +50,7 @@ impl Worker {
                 event_id: event.event_id.clone(),
                 event_type: event.event_type.clone(),
                 status: current.status.as_str().to_string(),
-                body: event.payload.clone(),
+                body: event_message(&event.payload, event.answer_elided, &current),
             };
             let error = self.notifiers.topic.publish(&topic).await.err();
             let error = error.map(|e| e.to_string());
@@ -146,11 +147,12 @@ impl Worker {
         let Some(secret) = self.policy.webhook_secret.as_ref() else {
             return (None, Some("no WEBHOOK_SECRET configured".into()));
         };
-        let headers = signed_headers(secret, &event.event_id, now / 1000, &event.payload);
+        let message = event_message(&event.payload, event.answer_elided, t);
+        let headers = signed_headers(secret, &event.event_id, now / 1000, &message);
         match self
             .notifiers
             .webhooks
-            .post(url, &headers, &event.payload, self.policy.webhook_timeout)
+            .post(url, &headers, &message, self.policy.webhook_timeout)
             .await
         {
             Ok(code) if (200..300).contains(&code) => (Some(code), None),
