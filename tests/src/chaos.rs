@@ -85,6 +85,10 @@ impl Plan {
     pub fn stop_faults(&self) {
         self.off.store(true, Ordering::SeqCst);
     }
+
+    pub fn faults_stopped(&self) -> bool {
+        self.off.load(Ordering::SeqCst)
+    }
 }
 
 /// The ports of one process.

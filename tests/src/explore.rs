@@ -191,9 +191,15 @@ impl<S: Ports> Run<S> {
         }
     }
 
-    /// Works the queue for `rounds` steps of a second.
-    async fn work(&mut self, rounds: usize) {
-        for _ in 0..rounds {
+    /// Works the queue for `secs` seconds: after each empty receive, a
+    /// second passes; in recovery (faults stopped), five once the queue has
+    /// been empty three times in a row, so that idle stretches cost few
+    /// calls on a real store, while every operation up to then is one a
+    /// fault can hit.
+    async fn work(&mut self, secs: u64) {
+        let until = Instant::now() + Duration::from_secs(secs);
+        let mut idle = 0;
+        while Instant::now() < until {
             let p = self.live();
             let (ports, worker) = (p.ports.clone(), p.worker.clone());
             let lease = worker.lease();
@@ -207,10 +213,13 @@ impl<S: Ports> Run<S> {
                 _ => Vec::new(),
             };
             if deliveries.is_empty() {
-                advance(Duration::from_secs(1)).await;
+                idle += 1;
+                let quiet = idle > 3 && self.plan.faults_stopped();
+                advance(Duration::from_secs(if quiet { 5 } else { 1 })).await;
                 tokio::task::yield_now().await;
                 continue;
             }
+            idle = 0;
             for d in deliveries {
                 // A handle stuck on a dead or silent port is a worker that
                 // died: its message comes back after its visibility.
@@ -328,8 +337,9 @@ pub async fn explore<S: Ports>(
 }
 
 /// Which schedules to explore: every single fault at every `every`-th
-/// operation (all four kinds), and, with `pairs`, an error followed by an
-/// error or a crash at any later operation.
+/// operation (all four kinds), each also followed by an error at the next
+/// operation, and, with `pairs`, an error followed by an error or a crash
+/// at any later operation.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope {
     pub every: usize,
@@ -338,9 +348,11 @@ pub struct Scope {
 }
 
 /// Explores `scope` in each engine mode of `follow`, each schedule on a
-/// fresh back end from `make`; panics with the first broken schedule.
-/// Returns the number of schedules explored.
-pub async fn explore_all<S, F, Fut>(follow: &[bool], scope: Scope, make: F) -> usize
+/// fresh back end from `make`, in a runtime of its own (on paused time)
+/// that is dropped after it, with whatever it left hanging (a call that
+/// never answers, a dead process's tasks); panics with the first broken
+/// schedule. Returns the number of schedules explored.
+pub fn explore_all<S, F, Fut>(follow: &[bool], scope: Scope, make: F) -> usize
 where
     S: Ports,
     F: Fn() -> Fut,
@@ -349,21 +361,34 @@ where
     let mut explored = 0;
     for &follow in follow {
         let check = |faults: Vec<(usize, Kind)>| {
-            let made = make();
-            async move {
-                let (store, clock) = made.await;
-                match explore(store, clock, faults.clone(), follow, scope.guard_io).await {
-                    Ok(ops) => ops,
-                    Err(broken) => panic!("schedule {faults:?} (follow: {follow}): {broken}"),
-                }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .expect("a runtime");
+            let run = async {
+                let (store, clock) = make().await;
+                explore(store, clock, faults.clone(), follow, scope.guard_io).await
+            };
+            match runtime.block_on(run) {
+                Ok(ops) => ops,
+                Err(broken) => panic!("schedule {faults:?} (follow: {follow}): {broken}"),
             }
         };
         // Without faults: how many operations there are to fault.
-        let ops = check(Vec::new()).await;
+        let ops = check(Vec::new());
         explored += 1;
         for at in (0..ops).step_by(scope.every.max(1)) {
             for kind in KINDS {
-                check(vec![(at, kind)]).await;
+                check(vec![(at, kind)]);
+                explored += 1;
+            }
+        }
+        // A fault, and an error at the very next operation (the capture's
+        // undo after a queue write that timed out, say).
+        for at in (0..ops).step_by(scope.every.max(1)) {
+            for kind in KINDS {
+                check(vec![(at, kind), (at + 1, Kind::Error)]);
                 explored += 1;
             }
         }
@@ -373,7 +398,7 @@ where
         for first in 0..ops {
             for second in first + 1..ops {
                 for kind in [Kind::Error, Kind::Crash] {
-                    check(vec![(first, Kind::Error), (second, kind)]).await;
+                    check(vec![(first, Kind::Error), (second, kind)]);
                     explored += 1;
                 }
             }

@@ -475,13 +475,29 @@ impl Engine {
         })
     }
 
+    /// Removes the ticket of a capture that failed, trying again while the
+    /// store is unavailable (within one capture budget): a queue write that
+    /// timed out may still land, and its ticket must then be gone (or, if
+    /// it outlives this, parked: see `Ticket::park`) before anything runs it.
     async fn undo(&self, ticket: &Ticket) {
-        let undo = timeout(
-            self.policy.capture_timeout,
-            self.deps.tickets.delete(&ticket.id, ticket.version),
-        )
-        .await;
-        if !matches!(undo, Ok(Ok(()))) {
+        let attempts = async {
+            let mut pause = Duration::from_millis(20);
+            loop {
+                match self.deps.tickets.delete(&ticket.id, ticket.version).await {
+                    // Gone, or never written (a create that did not land).
+                    Ok(()) | Err(StoreError::Conflict) => return,
+                    Err(StoreError::Unavailable(e)) => {
+                        tracing::warn!(ticket_id = %ticket.id, error = %e, "undo failed; trying again");
+                    }
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        };
+        if timeout(self.policy.capture_timeout, attempts)
+            .await
+            .is_err()
+        {
             tracing::error!(ticket_id = %ticket.id, "capture failed and its ticket could not be removed");
         }
     }
