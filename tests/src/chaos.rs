@@ -1,9 +1,11 @@
 //! A fault at one chosen operation: any adapters (in memory, SQLite, or
-//! DynamoDB, SQS and SNS on the emulators) behind a layer that numbers every
-//! store, queue and topic call across the run and, at the numbers a
+//! DynamoDB, SQS and SNS on the emulators) and the backend behind a layer
+//! that numbers every store, queue, topic and backend call across the run
+//! and, at the numbers a
 //! schedule names, fails it (error), never answers it (timeout), answers
 //! only after applying it 30 s later (a write that lands after its
-//! timeout), or kills the process there (this and every later call of that
+//! timeout; a backend call that reaches the backend late and whose answer
+//! is lost), or kills the process there (this and every later call of that
 //! process never answers; a new process takes over).
 //!
 //! Runs on tokio's paused clock. An adapter that does real I/O (a SQLite
@@ -19,8 +21,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use failover_core::ports::{
-    Delivery, EventPublisher, IdemRecord, IdempotencyStore, NotifyError, Queue, QueueError,
-    QueueStats, StoreError, TicketStore, TopicEvent, WebhookSender,
+    Backend, BackendError, BackendRequest, BackendResponse, Delivery, EventPublisher, IdemRecord,
+    IdempotencyStore, NotifyError, Queue, QueueError, QueueStats, StoreError, TicketStore,
+    TopicEvent, WebhookSender,
 };
 use failover_core::ticket::{Status, Ticket, TicketId};
 use failover_core::webhook::SignedHeaders;
@@ -62,6 +65,9 @@ pub struct Plan {
     pub guard_io: bool,
     /// Every ticket a create was attempted for (it may have landed).
     pub created: Mutex<Vec<TicketId>>,
+    /// Every backend call made, when it was made (it may reach the backend
+    /// later, or never), and for which body.
+    pub sent: Mutex<Vec<(tokio::time::Instant, String)>>,
     next: AtomicUsize,
     /// Recovery: no more faults.
     off: AtomicBool,
@@ -95,14 +101,16 @@ impl Plan {
 #[derive(Clone)]
 pub struct Chaos<S> {
     pub inner: S,
+    backend: Arc<dyn Backend>,
     plan: Arc<Plan>,
     dead: Arc<AtomicBool>,
 }
 
 impl<S: Ports> Chaos<S> {
-    pub fn new(inner: S, plan: Arc<Plan>) -> Self {
+    pub fn new(inner: S, backend: Arc<dyn Backend>, plan: Arc<Plan>) -> Self {
         Self {
             inner,
+            backend,
             plan,
             dead: Arc::default(),
         }
@@ -118,6 +126,18 @@ impl<S: Ports> Chaos<S> {
         op: impl Future<Output = Result<T, E>> + Send + 'static,
         fail: impl Fn(String) -> E,
     ) -> Result<T, E> {
+        self.run_as(name, op, fail, self.plan.guard_io).await
+    }
+
+    /// `run`, saying whether the call does real I/O (the backend here is
+    /// in-process and sleeps on tokio's clock, which must then move).
+    async fn run_as<T: Send + 'static, E: Send + 'static>(
+        &self,
+        name: &'static str,
+        op: impl Future<Output = Result<T, E>> + Send + 'static,
+        fail: impl Fn(String) -> E,
+        guard_io: bool,
+    ) -> Result<T, E> {
         if self.is_dead() {
             return pending().await;
         }
@@ -132,7 +152,6 @@ impl<S: Ports> Chaos<S> {
                 .find(|(at, _)| *at == n)
                 .map(|f| f.1),
         };
-        let guard_io = self.plan.guard_io;
         match fault {
             None => guarded(op, guard_io).await,
             Some(Kind::Error) => Err(fail(format!("injected error at operation {n} ({name})"))),
@@ -289,6 +308,29 @@ impl<S: Ports> EventPublisher for Chaos<S> {
             NotifyError,
         )
         .await
+    }
+}
+
+#[async_trait]
+impl<S: Ports> Backend for Chaos<S> {
+    async fn call(&self, req: BackendRequest<'_>) -> Result<BackendResponse, BackendError> {
+        if !self.is_dead() {
+            let sent = (tokio::time::Instant::now(), req.body.to_string());
+            self.plan.sent.lock().expect("sent").push(sent);
+        }
+        let backend = self.backend.clone();
+        let (id, request_id) = (*req.ticket_id, req.request_id.to_string());
+        let (body, content_type) = (req.body.to_string(), req.content_type.to_string());
+        let op = async move {
+            let req = BackendRequest {
+                ticket_id: &id,
+                request_id: &request_id,
+                body: &body,
+                content_type: &content_type,
+            };
+            backend.call(req).await
+        };
+        self.run_as("backend call", op, BackendError, false).await
     }
 }
 
