@@ -31,6 +31,7 @@ pub mod idempotency;
 pub mod message;
 pub mod metrics;
 pub mod ports;
+pub mod route;
 pub mod schedule;
 pub mod ticket;
 pub mod view;
