@@ -185,12 +185,7 @@ impl Stack {
     /// had seen it: the sweeper's to find.
     pub async fn lost_ticket(&self) -> String {
         let created = SystemClock.now_ms() - 20 * 60_000;
-        let req = CapturedRequest {
-            body: r#"{"amount": 8}"#.into(),
-            content_type: "application/json".into(),
-            request_id: "r".into(),
-            callback_url: None,
-        };
+        let req = CapturedRequest::new(r#"{"amount": 8}"#, "application/json", "r");
         // A worker deferred it once; then its message was lost.
         let orphan = Ticket::new(TicketId::new(), Reason::Timeout, req, created, 3_600_000)
             .postpone(created, created)

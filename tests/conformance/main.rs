@@ -157,12 +157,7 @@ async fn sqlite_purges_what_is_past_its_retention() {
 
     let (s, _dir) = sqlite();
     let now = SystemClock.now_ms();
-    let req = CapturedRequest {
-        body: "{}".into(),
-        content_type: "application/json".into(),
-        request_id: "r".into(),
-        callback_url: None,
-    };
+    let req = CapturedRequest::new("{}", "application/json", "r");
     let day = 24 * 3600 * 1000;
     // Expired two days ago: past the day of retention. And a live one.
     let old = Ticket::new(

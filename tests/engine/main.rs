@@ -7,6 +7,7 @@ mod explore;
 mod notices;
 mod outage;
 mod polls;
+mod routes;
 mod scripted;
 
 use std::sync::Arc;
@@ -70,6 +71,10 @@ fn world_with(policy: Policy, default: Step, follow: bool) -> World {
         health,
         clock,
         metrics: Arc::new(failover_core::metrics::LogMetrics),
+        routes: Arc::new(
+            failover_core::route::RouteTable::single("http://127.0.0.1:9/", policy.clone())
+                .expect("a route"),
+        ),
     };
     let notifiers = Notifiers {
         topic: Arc::new(store.clone()),
@@ -142,12 +147,7 @@ fn sub() -> Submission {
 /// A ticket for `sub()` as a capture writes it at `now` (one hour to live),
 /// for tests that set up what a capture or a worker left behind.
 fn written(id: failover_core::ticket::TicketId, now: i64) -> failover_core::ticket::Ticket {
-    let req = failover_core::ticket::CapturedRequest {
-        body: sub().body,
-        content_type: "application/json".into(),
-        request_id: "r".into(),
-        callback_url: None,
-    };
+    let req = failover_core::ticket::CapturedRequest::new(sub().body, "application/json", "r");
     failover_core::ticket::Ticket::new(id, Reason::Timeout, req, now, 3_600_000)
 }
 
@@ -318,7 +318,7 @@ async fn an_abandoned_idempotency_key_is_taken_over_after_its_lease() {
         &w.store,
         &IdemRecord {
             key: "k".into(),
-            fingerprint: failover_core::idempotency::fingerprint(sub().body.as_bytes()),
+            fingerprint: failover_core::idempotency::fingerprint(&sub().body),
             version: 1,
             outcome: IdemOutcome::InFlight {
                 lease_until: now + 10_000,

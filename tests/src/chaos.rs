@@ -314,17 +314,25 @@ impl<S: Ports> EventPublisher for Chaos<S> {
 #[async_trait]
 impl<S: Ports> Backend for Chaos<S> {
     async fn call(&self, req: BackendRequest<'_>) -> Result<BackendResponse, BackendError> {
+        let body = req.body.to_vec();
         if !self.is_dead() {
-            let sent = (tokio::time::Instant::now(), req.body.to_string());
+            let sent = (
+                tokio::time::Instant::now(),
+                String::from_utf8_lossy(&body).into_owned(),
+            );
             self.plan.sent.lock().expect("sent").push(sent);
         }
         let backend = self.backend.clone();
         let (id, request_id) = (*req.ticket_id, req.request_id.to_string());
-        let (body, content_type) = (req.body.to_string(), req.content_type.to_string());
+        let (method, url) = (req.method.to_string(), req.url.to_string());
+        let (headers, content_type) = (req.headers.to_vec(), req.content_type.to_string());
         let op = async move {
             let req = BackendRequest {
                 ticket_id: &id,
                 request_id: &request_id,
+                method: &method,
+                url: &url,
+                headers: &headers,
                 body: &body,
                 content_type: &content_type,
             };

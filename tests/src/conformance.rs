@@ -22,10 +22,8 @@ fn now() -> i64 {
 
 pub fn sample_ticket() -> Ticket {
     let req = CapturedRequest {
-        body: r#"{"amount":42}"#.into(),
-        content_type: "application/json".into(),
-        request_id: "req-1".into(),
         callback_url: Some("https://hooks.example.com/x".into()),
+        ..CapturedRequest::new(r#"{"amount":42}"#, "application/json", "req-1")
     };
     Ticket::new(TicketId::new(), Reason::Timeout, req, now(), 3_600_000)
 }
@@ -42,7 +40,7 @@ pub fn largest_ticket() -> Ticket {
     };
     let limit = BODY_LIMIT as usize;
     let mut t = sample_ticket();
-    t.request.body = "\"\u{1}\\".repeat(limit / 3);
+    t.request.body = "\"\u{1}\\".repeat(limit / 3).into_bytes();
     let answer = BackendResult {
         status_code: 200,
         body: (0..limit).map(|i| (i % 251) as u8 | 0x80).collect(),

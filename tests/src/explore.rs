@@ -30,6 +30,7 @@ use failover_core::engine::{Answer, Submission, SubmitError};
 use failover_core::ports::{
     Backend, BackendError, BackendRequest, BackendResponse, Queue, TicketStore, TokioClock,
 };
+use failover_core::route::RouteTable;
 use failover_core::ticket::TicketId;
 use failover_core::{Deps, Engine, Policy};
 use failover_worker::{Notifiers, Worker};
@@ -49,11 +50,12 @@ impl Backend for Backend3 {
     async fn call(&self, req: BackendRequest<'_>) -> Result<BackendResponse, BackendError> {
         let first = {
             let mut calls = self.calls.lock().expect("calls");
-            let first = !calls.iter().any(|c| c.2 == req.body);
-            calls.push((Instant::now(), *req.ticket_id, req.body.to_string()));
+            let body = String::from_utf8_lossy(req.body).into_owned();
+            let first = !calls.iter().any(|c| c.2 == body);
+            calls.push((Instant::now(), *req.ticket_id, body.clone()));
             first
         };
-        let (status, after) = match (req.body, first) {
+        let (status, after) = match (String::from_utf8_lossy(req.body).as_ref(), first) {
             (BODY_2, true) => (200, Duration::from_secs(10)),
             (BODY_3, true) => (503, Duration::from_millis(5)),
             _ => (200, Duration::from_millis(5)),
@@ -145,6 +147,9 @@ impl<S: Ports> Run<S> {
             health: Arc::new(Breaker::new(&policy)) as Arc<dyn HealthGate>,
             clock: clock.clone(),
             metrics: Arc::new(failover_core::metrics::LogMetrics),
+            routes: Arc::new(
+                RouteTable::single("http://127.0.0.1:9/", policy.clone()).expect("a route"),
+            ),
         };
         let engine = Engine::new(policy.clone(), deps.clone());
         let notifiers = Notifiers {

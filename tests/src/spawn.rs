@@ -99,7 +99,10 @@ async fn spawn(policy: Policy, backend: MockBackend, url: &str) -> TestApp {
         idempotency: faulty.clone(),
         queue: faulty.clone(),
         topic: Arc::new(store.clone()),
-        backend: Arc::new(HttpBackend::new(url, policy.max_answer_bytes).expect("backend url")),
+        backend: Arc::new(HttpBackend::new(policy.max_answer_bytes).expect("backend client")),
+        routes: Arc::new(
+            failover_core::route::RouteTable::single(url, policy.clone()).expect("backend url"),
+        ),
         webhooks: Arc::new(HttpWebhookSender::new(rules).expect("webhook client")),
         clock,
     };

@@ -1,4 +1,5 @@
-//! The protected backend over HTTP: `POST BACKEND_URL`, body unchanged.
+//! The protected backend over HTTP: the route's method and URL, the headers
+//! it forwards, and the body's exact bytes.
 //!
 //! Shared by local mode and the Lambda functions. It sends the ticket id as
 //! `Idempotency-Key` (the backend can deduplicate a sync attempt that timed
@@ -20,7 +21,6 @@ use failover_core::ports::{Backend, BackendError, BackendRequest, BackendRespons
 #[derive(Clone)]
 pub struct HttpBackend {
     client: reqwest::Client,
-    url: reqwest::Url,
     max_answer: usize,
 }
 
@@ -43,38 +43,39 @@ fn too_large(status: u16, max: usize) -> BackendResponse {
 }
 
 impl HttpBackend {
-    pub fn new(url: &str, max_answer: usize) -> Result<Self, String> {
-        let url = reqwest::Url::parse(url).map_err(|e| format!("BACKEND_URL {url:?}: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("BACKEND_URL {url}: must be http or https"));
-        }
+    /// Backend URLs come with each request (from the routes, checked at
+    /// start); `max_answer` is `MAX_ANSWER_BYTES`.
+    pub fn new(max_answer: usize) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Self {
-            client,
-            url,
-            max_answer,
-        })
+        Ok(Self { client, max_answer })
     }
 }
 
 #[async_trait]
 impl Backend for HttpBackend {
     async fn call(&self, req: BackendRequest<'_>) -> Result<BackendResponse, BackendError> {
-        let resp = self
+        let method = reqwest::Method::from_bytes(req.method.as_bytes())
+            .map_err(|e| BackendError(format!("method {}: {e}", req.method)))?;
+        let mut call = self
             .client
-            .post(self.url.clone())
-            .header("content-type", req.content_type)
+            .request(method, req.url)
             .header("idempotency-key", req.ticket_id.to_string())
-            .header("x-request-id", req.request_id)
-            .body(req.body.to_string())
-            .send()
-            .await
-            .map_err(|e| BackendError(e.to_string()))?;
+            .header("x-request-id", req.request_id);
+        for (name, value) in req.headers {
+            call = call.header(name, value);
+        }
+        if !req.content_type.is_empty() {
+            call = call.header("content-type", req.content_type);
+        }
+        if !req.body.is_empty() {
+            call = call.body(req.body.to_vec());
+        }
+        let resp = call.send().await.map_err(|e| BackendError(e.to_string()))?;
         let mut resp = resp;
         let status = resp.status().as_u16();
         let content_type = resp

@@ -68,7 +68,7 @@ impl ApiError {
                 "bad-parameter",
                 "Invalid parameter",
             ),
-            UnsupportedMediaType(_) => (
+            UnsupportedMediaType(_) | Submit(SubmitError::UnsupportedMediaType { .. }) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
@@ -94,8 +94,10 @@ impl ApiError {
                 "The backend never answered",
             ),
             BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad-gateway", "Bad gateway"),
-            NoRoute(_) => (StatusCode::NOT_FOUND, "no-route", "Not found"),
-            MethodNotAllowed(_) => (
+            NoRoute(_) | Submit(SubmitError::NotFound) => {
+                (StatusCode::NOT_FOUND, "no-route", "Not found")
+            }
+            MethodNotAllowed(_) | Submit(SubmitError::MethodNotAllowed { .. }) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",

@@ -142,11 +142,8 @@ pub async fn submit(
             "the body is not JSON: {e}"
         )));
     }
-    // from_slice accepted it, so it is UTF-8.
-    let body = String::from_utf8(bytes.to_vec())
-        .map_err(|_| ApiError::MalformedJson("the body is not UTF-8".into()))?;
     let submission = Submission {
-        body,
+        body: bytes.to_vec(),
         content_type: content_type.to_string(),
         request_id,
         idempotency_key,
@@ -154,6 +151,7 @@ pub async fn submit(
         respond_async,
         wait,
         deadline_cap: cap.map(|Extension(DeadlineCap(d))| d),
+        ..Submission::default()
     };
     let done = state.engine.submit(submission).await?;
     let mut resp = match done.answer {

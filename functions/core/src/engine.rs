@@ -43,6 +43,7 @@ use crate::idempotency::{self, Begin};
 use crate::message::QueueMessage;
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{Backend, Clock, IdemOutcome, IdempotencyStore, Queue, StoreError, TicketStore};
+use crate::route::{Lookup, Route, RouteTable, DEFAULT_ROUTE};
 use crate::ticket::{CapturedRequest, Reason, Ticket, TicketId};
 
 /// The ports the engine and the worker use.
@@ -55,12 +56,21 @@ pub struct Deps {
     pub health: Arc<dyn HealthGate>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<dyn Metrics>,
+    /// Where requests go (the engine looks them up; the worker replays
+    /// each ticket to its route's backend).
+    pub routes: Arc<RouteTable>,
 }
 
-/// A validated `POST /requests`.
-#[derive(Debug, Clone, Default)]
+/// A request as the edge received it: method, path, query, headers and
+/// the body's bytes, with what the client asked for (`Prefer`).
+#[derive(Debug, Clone)]
 pub struct Submission {
-    pub body: String,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Request headers, names in lower case (the route picks what goes on).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
     pub content_type: String,
     pub request_id: String,
     pub idempotency_key: Option<String>,
@@ -71,6 +81,33 @@ pub struct Submission {
     pub wait: Option<Duration>,
     /// A further cap from the host (Lambda's remaining time minus a reserve).
     pub deadline_cap: Option<Duration>,
+}
+
+impl Default for Submission {
+    /// `POST /requests`, the gateway's door without a routes file.
+    fn default() -> Self {
+        Self {
+            method: "POST".into(),
+            path: "/requests".into(),
+            query: None,
+            headers: Vec::new(),
+            body: Vec::new(),
+            content_type: String::new(),
+            request_id: String::new(),
+            idempotency_key: None,
+            callback_url: None,
+            respond_async: false,
+            wait: None,
+            deadline_cap: None,
+        }
+    }
+}
+
+/// Where a submission goes: its route, and the request as it is kept and
+/// replayed.
+struct Target {
+    route: Arc<Route>,
+    request: CapturedRequest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +144,12 @@ pub enum SubmitError {
     KeyReused,
     #[error("the request could not be stored durably: {detail}")]
     Unavailable { retry_after_s: u64, detail: String },
+    #[error("no route for this path")]
+    NotFound,
+    #[error("this path takes {}", allow.join(", "))]
+    MethodNotAllowed { allow: Vec<String> },
+    #[error("this route takes {}", accepted.join(", "))]
+    UnsupportedMediaType { accepted: Vec<String> },
 }
 
 pub struct Engine {
@@ -174,12 +217,61 @@ impl Engine {
         }
     }
 
-    async fn submit_whole(self: Arc<Self>, sub: Submission) -> Result<Submitted, SubmitError> {
+    /// The route of `sub` and the request it keeps (the body moves there).
+    fn resolve(&self, sub: &mut Submission) -> Result<Target, SubmitError> {
+        let (route, params) = match self.deps.routes.find(&sub.method, &sub.path) {
+            Lookup::Found { route, params } => (route.clone(), params),
+            Lookup::MethodNotAllowed(allow) => return Err(SubmitError::MethodNotAllowed { allow }),
+            Lookup::NotFound => return Err(SubmitError::NotFound),
+        };
+        let has_body =
+            !sub.body.is_empty() || matches!(route.method.as_str(), "POST" | "PUT" | "PATCH");
+        if has_body && !route.accepts(&sub.content_type) {
+            let accepted = route.content_types.clone();
+            return Err(SubmitError::UnsupportedMediaType { accepted });
+        }
+        let headers = sub
+            .headers
+            .iter()
+            .filter(|(name, _)| route.forward_headers.contains(name))
+            .cloned()
+            .collect();
+        let request = CapturedRequest {
+            body: std::mem::take(&mut sub.body),
+            content_type: sub.content_type.clone(),
+            request_id: sub.request_id.clone(),
+            callback_url: sub.callback_url.clone(),
+            route: route.name.clone(),
+            params,
+            query: sub.query.clone(),
+            headers,
+        };
+        Ok(Target { route, request })
+    }
+
+    async fn submit_whole(self: Arc<Self>, mut sub: Submission) -> Result<Submitted, SubmitError> {
+        let target = self.resolve(&mut sub)?;
         let Some(key) = sub.idempotency_key.clone() else {
-            return self.run(&sub, TicketId::new()).await;
+            return self.run(&sub, &target, TicketId::new()).await;
         };
         let now = self.deps.clock.now_ms();
-        let fp = idempotency::fingerprint(sub.body.as_bytes());
+        // A key names one operation: the same body on another route is
+        // another request (the default route keeps its old fingerprints).
+        let fp = match target.route.name == DEFAULT_ROUTE {
+            true => idempotency::fingerprint(&target.request.body),
+            false => {
+                let r = &target.request;
+                let mut what = format!(
+                    "{} {}?{}\n",
+                    sub.method,
+                    sub.path,
+                    r.query.as_deref().unwrap_or("")
+                )
+                .into_bytes();
+                what.extend_from_slice(&r.body);
+                idempotency::fingerprint(&what)
+            }
+        };
         let lease = (self.policy.sync_deadline + self.policy.capture_timeout * 2).as_millis();
         let ttl = self.policy.ticket_ttl.as_millis() as i64;
         let store = self.deps.idempotency.as_ref();
@@ -202,7 +294,7 @@ impl Engine {
             Ok(Begin::Run(record)) => record,
         };
         let ticket_id = idempotency::ticket_of(&record).unwrap_or_default();
-        let result = self.run(&sub, ticket_id).await;
+        let result = self.run(&sub, &target, ticket_id).await;
         match &result {
             Ok(done) => {
                 let outcome = match &done.answer {
@@ -241,22 +333,29 @@ impl Engine {
         result
     }
 
-    async fn run(&self, sub: &Submission, ticket_id: TicketId) -> Result<Submitted, SubmitError> {
+    async fn run(
+        &self,
+        sub: &Submission,
+        target: &Target,
+        ticket_id: TicketId,
+    ) -> Result<Submitted, SubmitError> {
+        let req = &target.request;
+        let policy = &target.route.policy;
         let mut applied = Vec::new();
         if sub.respond_async {
             applied.push("respond-async".to_string());
             return self
-                .capture(sub, ticket_id, Reason::ClientRequested, None, applied)
+                .capture(req, ticket_id, Reason::ClientRequested, None, applied)
                 .await;
         }
-        if self.policy.force_mode == ForceMode::Async {
+        if policy.force_mode == ForceMode::Async {
             return self
-                .capture(sub, ticket_id, Reason::Forced, None, applied)
+                .capture(req, ticket_id, Reason::Forced, None, applied)
                 .await;
         }
         let judge_by = match sub.deadline_cap {
-            Some(cap) => self.policy.sync_deadline.min(cap),
-            None => self.policy.sync_deadline,
+            Some(cap) => policy.sync_deadline.min(cap),
+            None => policy.sync_deadline,
         };
         let mut answer_by = judge_by;
         if let Some(wait) = sub.wait {
@@ -266,7 +365,7 @@ impl Engine {
         if answer_by.is_zero() {
             // No time to try: nothing is learnt about the backend.
             return self
-                .capture(sub, ticket_id, Reason::Timeout, None, applied)
+                .capture(req, ticket_id, Reason::Timeout, None, applied)
                 .await;
         }
         let cut = answer_by < judge_by;
@@ -274,7 +373,7 @@ impl Engine {
         // the half-open probe slot.
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
             return self
-                .capture(sub, ticket_id, Reason::Overloaded, None, applied)
+                .capture(req, ticket_id, Reason::Overloaded, None, applied)
                 .await;
         };
         let admission = match cut {
@@ -285,18 +384,18 @@ impl Engine {
             Admission::Open { retry_after } => {
                 let hint = secs_ceil(retry_after.as_millis() as u64);
                 return self
-                    .capture(sub, ticket_id, Reason::CircuitOpen, Some(hint), applied)
+                    .capture(req, ticket_id, Reason::CircuitOpen, Some(hint), applied)
                     .await;
             }
             Admission::Shed => {
                 return self
-                    .capture(sub, ticket_id, Reason::Overloaded, None, applied)
+                    .capture(req, ticket_id, Reason::Overloaded, None, applied)
                     .await;
             }
             Admission::Sync | Admission::Probe => {}
         }
         let started = Instant::now();
-        let mut call = Call::start(&self.deps, sub, ticket_id);
+        let mut call = Call::start(&self.deps, req, ticket_id);
         let Ok(result) = timeout(answer_by, &mut call).await else {
             if !cut {
                 // Missed the policy deadline: a timeout, whatever comes later.
@@ -312,7 +411,7 @@ impl Engine {
                 started,
                 judge_by: cut.then_some(judge_by),
             };
-            return self.time_out(sub, ticket_id, followed, applied).await;
+            return self.time_out(req, ticket_id, followed, applied).await;
         };
         let latency = started.elapsed();
         drop(permit);
@@ -339,7 +438,7 @@ impl Engine {
             }
             _ => {
                 tracing::warn!(problem = %judged.problem, %ticket_id, "backend failed");
-                self.capture(sub, ticket_id, Reason::BackendError, None, applied)
+                self.capture(req, ticket_id, Reason::BackendError, None, applied)
                     .await
             }
         }
@@ -349,7 +448,7 @@ impl Engine {
     /// and captures its ticket as in flight; elsewhere the call is dropped.
     async fn time_out(
         &self,
-        sub: &Submission,
+        req: &CapturedRequest,
         ticket_id: TicketId,
         followed: Followed,
         applied: Vec<String>,
@@ -357,12 +456,12 @@ impl Engine {
         if !self.follow {
             drop(followed);
             return self
-                .capture(sub, ticket_id, Reason::Timeout, None, applied)
+                .capture(req, ticket_id, Reason::Timeout, None, applied)
                 .await;
         }
         let lease_until = self.deps.clock.now_ms() + self.policy.worker_lease().as_millis() as i64;
         let ticket = self
-            .ticket(sub, ticket_id, Reason::Timeout)
+            .ticket(req, ticket_id, Reason::Timeout)
             .in_flight(lease_until);
         let captured = self.capture_ticket(&ticket, None, applied).await;
         if captured.is_ok() {
@@ -376,23 +475,18 @@ impl Engine {
     /// Ticket, then message; both durable before the 202.
     async fn capture(
         &self,
-        sub: &Submission,
+        req: &CapturedRequest,
         ticket_id: TicketId,
         reason: Reason,
         retry_hint_s: Option<u64>,
         applied: Vec<String>,
     ) -> Result<Submitted, SubmitError> {
-        let ticket = self.ticket(sub, ticket_id, reason);
+        let ticket = self.ticket(req, ticket_id, reason);
         self.capture_ticket(&ticket, retry_hint_s, applied).await
     }
 
-    fn ticket(&self, sub: &Submission, ticket_id: TicketId, reason: Reason) -> Ticket {
-        let request = CapturedRequest {
-            body: sub.body.clone(),
-            content_type: sub.content_type.clone(),
-            request_id: sub.request_id.clone(),
-            callback_url: sub.callback_url.clone(),
-        };
+    fn ticket(&self, req: &CapturedRequest, ticket_id: TicketId, reason: Reason) -> Ticket {
+        let request = req.clone();
         let now = self.deps.clock.now_ms();
         let ttl = self.policy.ticket_ttl.as_millis() as i64;
         Ticket::new(ticket_id, reason, request, now, ttl)

@@ -34,28 +34,20 @@ use tokio::time::{timeout_at, Instant};
 use crate::attempt::{conclude, judge, Next};
 use crate::breaker::{Admission, CallOutcome};
 use crate::config::Policy;
-use crate::engine::{Deps, Submission};
+use crate::engine::Deps;
 use crate::message::QueueMessage;
-use crate::ports::{BackendError, BackendRequest, BackendResponse};
-use crate::ticket::{Ticket, TicketId};
+use crate::ports::{BackendError, BackendResponse};
+use crate::ticket::{CapturedRequest, Ticket, TicketId};
 
 /// A backend call running as a task of its own, so that it can outlive the
 /// request that started it. Dropping it cancels the call.
 pub(crate) struct Call(JoinHandle<Result<BackendResponse, BackendError>>);
 
 impl Call {
-    pub(crate) fn start(deps: &Deps, sub: &Submission, ticket_id: TicketId) -> Self {
-        let backend = deps.backend.clone();
-        let (body, content_type) = (sub.body.clone(), sub.content_type.clone());
-        let request_id = sub.request_id.clone();
+    pub(crate) fn start(deps: &Deps, req: &CapturedRequest, ticket_id: TicketId) -> Self {
+        let (backend, routes, req) = (deps.backend.clone(), deps.routes.clone(), req.clone());
         Self(tokio::spawn(async move {
-            let request = BackendRequest {
-                ticket_id: &ticket_id,
-                request_id: &request_id,
-                body: &body,
-                content_type: &content_type,
-            };
-            backend.call(request).await
+            crate::route::call(backend.as_ref(), &routes, &ticket_id, &req).await
         }))
     }
 }

@@ -157,12 +157,18 @@ pub trait Queue: Send + Sync {
     async fn stats(&self) -> Result<QueueStats, QueueError>;
 }
 
-/// A request to the protected backend.
+/// A request to the protected backend: the route's method and URL, the
+/// headers it forwards, and the body's exact bytes (the adapter adds the
+/// ticket id as `Idempotency-Key` and the request id).
 #[derive(Debug, Clone)]
 pub struct BackendRequest<'a> {
     pub ticket_id: &'a TicketId,
     pub request_id: &'a str,
-    pub body: &'a str,
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    /// Empty when there is no body.
     pub content_type: &'a str,
 }
 

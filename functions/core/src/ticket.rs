@@ -157,13 +157,47 @@ pub struct BackendResult {
     pub content_type: Option<String>,
 }
 
-/// The request as it was accepted; the worker replays exactly this.
+/// The request as it was accepted; the worker replays exactly this, to
+/// the backend its route names then (see [`crate::route`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapturedRequest {
-    pub body: String,
+    #[serde(with = "crate::body")]
+    pub body: Vec<u8>,
     pub content_type: String,
     pub request_id: String,
     pub callback_url: Option<String>,
+    /// The route it came by (tickets from before routes: `requests`).
+    #[serde(default = "default_route")]
+    pub route: String,
+    /// Its path parameters and query string, for the backend URL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The request headers its route forwards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+}
+
+fn default_route() -> String {
+    crate::route::DEFAULT_ROUTE.to_string()
+}
+
+impl CapturedRequest {
+    /// A request to the default route (`POST /requests`), as tests and
+    /// tickets from before routes have it.
+    pub fn new(body: impl Into<Vec<u8>>, content_type: &str, request_id: &str) -> Self {
+        Self {
+            body: body.into(),
+            content_type: content_type.into(),
+            request_id: request_id.into(),
+            callback_url: None,
+            route: default_route(),
+            params: Vec::new(),
+            query: None,
+            headers: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,12 +3,7 @@
 use super::*;
 
 fn ticket() -> Ticket {
-    let req = CapturedRequest {
-        body: "{}".into(),
-        content_type: "application/json".into(),
-        request_id: "r".into(),
-        callback_url: None,
-    };
+    let req = CapturedRequest::new("{}", "application/json", "r");
     Ticket::new(TicketId::new(), Reason::Timeout, req, 1_000, 10_000)
 }
 

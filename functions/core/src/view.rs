@@ -208,12 +208,7 @@ mod tests {
     use crate::ticket::{CapturedRequest, Reason, TicketId};
 
     fn answered(body: Vec<u8>) -> Ticket {
-        let request = CapturedRequest {
-            body: "{}".into(),
-            content_type: "application/json".into(),
-            request_id: "r".into(),
-            callback_url: None,
-        };
+        let request = CapturedRequest::new("{}", "application/json", "r");
         let result = BackendResult {
             status_code: 200,
             body,

@@ -34,6 +34,8 @@ pub struct Parts {
     pub queue: Arc<dyn Queue>,
     pub topic: Arc<dyn EventPublisher>,
     pub backend: Arc<dyn Backend>,
+    /// Where requests go (`POST /requests` to `BACKEND_URL` by default).
+    pub routes: Arc<failover_core::route::RouteTable>,
     pub webhooks: Arc<dyn WebhookSender>,
     pub clock: Arc<dyn Clock>,
 }
@@ -58,6 +60,7 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
         health,
         clock: parts.clock,
         metrics,
+        routes: parts.routes,
     };
     let engine = Arc::new(Engine::new(policy.clone(), deps.clone()).following());
     let notifiers = Notifiers {

@@ -9,8 +9,10 @@ use anyhow::Context;
 use failover_adapters::http_backend::HttpBackend;
 use failover_adapters::sqlite::{SqliteOptions, SqliteStore};
 use failover_adapters::webhook_sender::HttpWebhookSender;
+
 use failover_core::callback::CallbackRules;
 use failover_core::ports::{Backend, SystemClock};
+use failover_core::route::RouteTable;
 use failover_core::webhook::WebhookSecret;
 use rand::RngCore;
 use tokio::net::TcpListener;
@@ -113,11 +115,10 @@ pub async fn run(
         (None, Some(demo)) => demo.start().await.context("starting the demo backend")?,
         (None, None) => unreachable!("demo exists when BACKEND_URL is unset"),
     };
-    let backend: Arc<dyn Backend> = Arc::new(
-        HttpBackend::new(&backend_url, config.policy.max_answer_bytes)
-            .map_err(anyhow::Error::msg)?,
-    );
+    let backend: Arc<dyn Backend> =
+        Arc::new(HttpBackend::new(config.policy.max_answer_bytes).map_err(anyhow::Error::msg)?);
     let policy = Arc::new(config.policy);
+    let routes = Arc::new(RouteTable::single(&backend_url, policy.clone())?);
     let rules = CallbackRules {
         allow_private: policy.allow_private_callbacks,
         allow_loopback: policy.allow_loopback_callbacks,
@@ -131,6 +132,7 @@ pub async fn run(
         queue: store.clone(),
         topic: store.clone(),
         backend,
+        routes,
         webhooks,
         clock,
     };

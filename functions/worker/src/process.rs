@@ -12,7 +12,7 @@ use failover_core::attempt::{conclude, exhausted, judge, with_event, Next};
 use failover_core::backoff::retry_delay;
 use failover_core::breaker::Admission;
 use failover_core::message::QueueMessage;
-use failover_core::ports::{BackendRequest, Delivery, StoreError};
+use failover_core::ports::{Delivery, StoreError};
 use failover_core::ticket::{ErrorKind, IllegalTransition, Status, Ticket, TicketError};
 use tokio::time::timeout;
 use tracing::Instrument;
@@ -219,12 +219,12 @@ impl Worker {
         tracing::info!(attempt = claimed.attempts, "calling the backend");
         let req = &claimed.request;
         let started = tokio::time::Instant::now();
-        let call = self.deps.backend.call(BackendRequest {
-            ticket_id: &claimed.id,
-            request_id: &req.request_id,
-            body: &req.body,
-            content_type: &req.content_type,
-        });
+        let call = failover_core::route::call(
+            self.deps.backend.as_ref(),
+            &self.deps.routes,
+            &claimed.id,
+            req,
+        );
         let judged = judge(timeout(self.policy.worker_deadline, call).await.ok());
         let latency = started.elapsed();
         let now = self.deps.clock.now_ms();

@@ -59,9 +59,11 @@ pub(crate) fn build(
         idempotency: s.clone(),
         queue: s.clone(),
         topic: s,
-        backend: Arc::new(
-            HttpBackend::new(backend_url, policy.max_answer_bytes).map_err(anyhow::Error::msg)?,
-        ),
+        backend: Arc::new(HttpBackend::new(policy.max_answer_bytes).map_err(anyhow::Error::msg)?),
+        routes: Arc::new(failover_core::route::RouteTable::single(
+            backend_url,
+            Arc::new(policy.clone()),
+        )?),
         webhooks: Arc::new(
             HttpWebhookSender::new(CallbackRules::default()).map_err(anyhow::Error::msg)?,
         ),
@@ -199,7 +201,7 @@ async fn drain_secs(policy: Policy, backend_url: &str, n: usize) -> anyhow::Resu
     let (app, store) = build(policy, backend_url, dir.path())?;
     for i in 0..n {
         let sub = Submission {
-            body: format!(r#"{{"n":{i}}}"#),
+            body: format!(r#"{{"n":{i}}}"#).into_bytes(),
             content_type: "application/json".into(),
             request_id: format!("bench-{i}"),
             respond_async: true,

@@ -8,6 +8,7 @@ use failover_core::callback::CallbackRules;
 use failover_core::config::ConfigError;
 use failover_core::metrics::Emf;
 use failover_core::ports::SystemClock;
+use failover_core::route::RouteTable;
 use failover_core::{Deps, Policy};
 
 use super::{sdk_config, DynamoStore, S3Blobs, SnsPublisher, SqsQueue};
@@ -143,10 +144,7 @@ pub async fn ports(
         service: service.into(),
     });
     let deps = Deps {
-        backend: Arc::new(HttpBackend::new(
-            &settings.backend_url,
-            policy.max_answer_bytes,
-        )?),
+        backend: Arc::new(HttpBackend::new(policy.max_answer_bytes)?),
         tickets: store.clone(),
         idempotency: store.clone(),
         queue: queue.clone(),
@@ -156,6 +154,10 @@ pub async fn ports(
         ),
         clock,
         metrics,
+        routes: Arc::new(
+            RouteTable::single(&settings.backend_url, Arc::new(policy.clone()))
+                .map_err(|e| e.to_string())?,
+        ),
     };
     Ok(AwsPorts {
         store,

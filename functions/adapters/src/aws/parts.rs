@@ -34,7 +34,7 @@ fn attribute(part: &str) -> String {
 /// The ticket without its bodies, and the bodies.
 pub(super) fn split_ticket(t: &Ticket) -> (Ticket, Parts) {
     let mut doc = t.clone();
-    let mut parts = vec![("req", std::mem::take(&mut doc.request.body).into_bytes())];
+    let mut parts = vec![("req", std::mem::take(&mut doc.request.body))];
     if let Some(r) = doc.result.as_mut() {
         parts.push(("res", std::mem::take(&mut r.body)));
     }
@@ -48,7 +48,7 @@ pub(super) fn split_ticket(t: &Ticket) -> (Ticket, Parts) {
 pub(super) fn join_ticket(t: &mut Ticket, parts: Parts) -> Result<(), StoreError> {
     for (name, bytes) in parts {
         match name {
-            "req" => t.request.body = text(bytes)?,
+            "req" => t.request.body = bytes,
             "res" => {
                 if let Some(r) = t.result.as_mut() {
                     r.body = bytes;

@@ -19,6 +19,8 @@ mod file;
 use std::sync::Arc;
 
 use crate::config::Policy;
+use crate::ports::{Backend, BackendError, BackendRequest, BackendResponse};
+use crate::ticket::{CapturedRequest, TicketId};
 
 pub use file::RouteError;
 
@@ -194,6 +196,30 @@ impl RouteTable {
         }
         groups
     }
+}
+
+/// Calls the backend for a captured request: its route's method and URL as
+/// configured now, its forwarded headers and its exact bytes.
+pub async fn call(
+    backend: &dyn Backend,
+    routes: &RouteTable,
+    ticket_id: &TicketId,
+    req: &CapturedRequest,
+) -> Result<BackendResponse, BackendError> {
+    let route = routes
+        .by_name(&req.route)
+        .ok_or_else(|| BackendError(format!("no route {:?} is configured", req.route)))?;
+    let url = route.backend_url(&req.params, req.query.as_deref());
+    let request = BackendRequest {
+        ticket_id,
+        request_id: &req.request_id,
+        method: &route.method,
+        url: &url,
+        headers: &req.headers,
+        body: &req.body,
+        content_type: &req.content_type,
+    };
+    backend.call(request).await
 }
 
 /// `s` as a TOML basic string.

@@ -1,0 +1,258 @@
+//! Routes through the engine: what reaches each backend is exactly the
+//! route's method and URL (path parameters, query), the headers it lists and
+//! the body's bytes, on the sync path and when the worker replays a ticket;
+//! each route has its own deadline; unknown paths, methods and media types
+//! are refused before anything is stored.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use failover_adapters::memory::MemoryStore;
+use failover_core::breaker::{Breaker, HealthGate};
+use failover_core::engine::{Answer, Submission, SubmitError};
+use failover_core::ports::{
+    Backend, BackendError, BackendRequest, BackendResponse, TicketStore, TokioClock,
+};
+use failover_core::route::RouteTable;
+use failover_core::ticket::{Reason, Status};
+use failover_core::{Deps, Engine, Policy};
+use failover_worker::{Notifiers, Worker};
+
+use crate::scripted::NoWebhooks;
+
+const ROUTES: &str = r#"
+[[route]]
+name = "create-payment"
+method = "POST"
+path = "/payments"
+backend = "http://127.0.0.1:9000/v1/payments"
+forward_headers = ["authorization"]
+
+[[route]]
+name = "order-status"
+method = "GET"
+path = "/orders/{id}"
+backend = "http://127.0.0.1:9100/orders/{id}"
+deadline_ms = 800
+content_types = ["text/plain"]
+"#;
+
+/// What a backend call carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// Answers at once, except the orders backend, which takes 1 s.
+#[derive(Default)]
+struct Recording(Mutex<Vec<Seen>>);
+
+#[async_trait]
+impl Backend for Recording {
+    async fn call(&self, req: BackendRequest<'_>) -> Result<BackendResponse, BackendError> {
+        self.0.lock().expect("calls").push(Seen {
+            method: req.method.into(),
+            url: req.url.into(),
+            headers: req.headers.to_vec(),
+            body: req.body.to_vec(),
+        });
+        if req.url.contains(":9100/") {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok(BackendResponse {
+            status: 200,
+            body: b"{}".to_vec(),
+            content_type: Some("application/json".into()),
+        })
+    }
+}
+
+struct Setup {
+    engine: Arc<Engine>,
+    worker: Arc<Worker>,
+    store: MemoryStore,
+    backend: Arc<Recording>,
+}
+
+fn setup() -> Setup {
+    let clock = Arc::new(TokioClock::starting_at(1_800_000_000_000));
+    let store = MemoryStore::new(clock.clone());
+    let backend = Arc::new(Recording::default());
+    let policy = Arc::new(Policy::default());
+    let routes = RouteTable::parse(ROUTES, "routes.toml", &policy).expect("routes");
+    let deps = Deps {
+        backend: backend.clone(),
+        tickets: Arc::new(store.clone()),
+        idempotency: Arc::new(store.clone()),
+        queue: Arc::new(store.clone()),
+        health: Arc::new(Breaker::new(&policy)) as Arc<dyn HealthGate>,
+        clock,
+        metrics: Arc::new(failover_core::metrics::LogMetrics),
+        routes: Arc::new(routes),
+    };
+    let notifiers = Notifiers {
+        topic: Arc::new(store.clone()),
+        webhooks: Arc::new(NoWebhooks),
+    };
+    Setup {
+        engine: Arc::new(Engine::new(policy.clone(), deps.clone())),
+        worker: Arc::new(Worker::new(policy, deps, notifiers)),
+        store,
+        backend,
+    }
+}
+
+fn payment() -> Submission {
+    Submission {
+        method: "POST".into(),
+        path: "/payments".into(),
+        headers: vec![
+            ("authorization".into(), "Bearer t".into()),
+            ("cookie".into(), "session=secret".into()),
+        ],
+        body: vec![b'{', 0xff, b'}'],
+        content_type: "application/json".into(),
+        request_id: "r".into(),
+        ..Submission::default()
+    }
+}
+
+fn order() -> Submission {
+    Submission {
+        method: "GET".into(),
+        path: "/orders/o%2F42".into(),
+        query: Some("fields=status&x=1".into()),
+        headers: vec![("authorization".into(), "Bearer t".into())],
+        ..Submission::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_backend_gets_exactly_its_route_and_the_worker_replays_it() {
+    let s = setup();
+    let done = s.engine.submit(payment()).await.expect("answered");
+    assert!(matches!(done.answer, Answer::Sync { status: 200, .. }));
+    let paid = Seen {
+        method: "POST".into(),
+        url: "http://127.0.0.1:9000/v1/payments".into(),
+        headers: vec![("authorization".into(), "Bearer t".into())],
+        body: vec![b'{', 0xff, b'}'],
+    };
+    assert_eq!(
+        s.backend.0.lock().unwrap().clone(),
+        [paid],
+        "no cookie"
+    );
+
+    // The orders route's own deadline (800 ms) sends a 1 s call async.
+    let done = s.engine.submit(order()).await.expect("answered");
+    let Answer::Accepted {
+        ticket_id, reason, ..
+    } = done.answer
+    else {
+        panic!("not accepted: {:?}", done.answer);
+    };
+    assert_eq!(reason, Reason::Timeout);
+    let t = s.store.get(&ticket_id).await.unwrap().unwrap();
+    assert_eq!(t.request.route, "order-status");
+    let asked = Seen {
+        method: "GET".into(),
+        url: "http://127.0.0.1:9100/orders/o%2F42?fields=status&x=1".into(),
+        headers: vec![],
+        body: vec![],
+    };
+    // The worker replays the same request.
+    let handled = s.worker.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(handled.run(2, async move {
+        let _ = stopped.await;
+    }));
+    for _ in 0..100 {
+        let t = s.store.get(&ticket_id).await.unwrap().unwrap();
+        if t.status == Status::Succeeded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop.send(());
+    let _ = run.await;
+    let t = s.store.get(&ticket_id).await.unwrap().unwrap();
+    assert_eq!(t.status, Status::Succeeded);
+    let calls = s.backend.0.lock().unwrap().clone();
+    assert_eq!(
+        calls[1..],
+        [asked.clone(), asked],
+        "sync attempt, then the replay"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_paths_methods_and_media_types_are_refused_before_anything_is_kept() {
+    let s = setup();
+    let refused = |sub: Submission| {
+        let engine = s.engine.clone();
+        async move { engine.submit(sub).await.expect_err("refused") }
+    };
+    let nowhere = Submission {
+        path: "/refunds".into(),
+        ..payment()
+    };
+    assert_eq!(refused(nowhere).await, SubmitError::NotFound);
+    let wrong_method = Submission {
+        method: "DELETE".into(),
+        ..order()
+    };
+    assert_eq!(
+        refused(wrong_method).await,
+        SubmitError::MethodNotAllowed {
+            allow: vec!["GET".into()]
+        }
+    );
+    let text = Submission {
+        content_type: "text/plain".into(),
+        ..payment()
+    };
+    assert_eq!(
+        refused(text).await,
+        SubmitError::UnsupportedMediaType {
+            accepted: vec!["application/json".into()]
+        }
+    );
+    // The old door is closed when a routes file is in use.
+    let legacy = Submission {
+        body: b"{}".to_vec(),
+        content_type: "application/json".into(),
+        ..Submission::default()
+    };
+    assert_eq!(refused(legacy).await, SubmitError::NotFound);
+    assert!(s.backend.0.lock().unwrap().is_empty());
+    assert!(s.store.ticket_ids().is_empty());
+}
+
+/// The same Idempotency-Key and body on two routes are two requests.
+#[tokio::test(start_paused = true)]
+async fn a_key_names_one_operation() {
+    let s = setup();
+    let keyed = |sub: Submission| Submission {
+        idempotency_key: Some("k".into()),
+        respond_async: true,
+        body: b"{}".to_vec(),
+        content_type: "application/json".into(),
+        ..sub
+    };
+    s.engine.submit(keyed(payment())).await.expect("accepted");
+    let other_route = Submission {
+        path: "/orders/1".into(),
+        method: "GET".into(),
+        content_type: "text/plain".into(),
+        ..keyed(order())
+    };
+    assert_eq!(
+        s.engine.submit(other_route).await.expect_err("refused"),
+        SubmitError::KeyReused
+    );
+}
