@@ -6,5 +6,6 @@ mod idempotency;
 mod input;
 mod notifications;
 mod openapi;
+mod routes;
 mod sync;
 mod worker;

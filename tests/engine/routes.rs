@@ -142,11 +142,7 @@ async fn each_backend_gets_exactly_its_route_and_the_worker_replays_it() {
         headers: vec![("authorization".into(), "Bearer t".into())],
         body: vec![b'{', 0xff, b'}'],
     };
-    assert_eq!(
-        s.backend.0.lock().unwrap().clone(),
-        [paid],
-        "no cookie"
-    );
+    assert_eq!(s.backend.0.lock().unwrap().clone(), [paid], "no cookie");
 
     // The orders route's own deadline (800 ms) sends a 1 s call async.
     let done = s.engine.submit(order()).await.expect("answered");

@@ -387,3 +387,48 @@ async fn bad_configuration_stops_start_up_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("SYNC_DEADLINE_MS"), "{err}");
 }
+
+/// A routes file with a mistake stops the binary, naming the file, the
+/// line and the reason; a good one serves its routes (and not /requests).
+#[tokio::test]
+async fn a_routes_file_is_checked_at_start_and_then_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(
+        &routes,
+        "[[route]]\nname = \"a\"\nmethod = \"POST\"\npath = \"/a\"\nbackend = \"http://127.0.0.1:9/a\"\ncolour = \"red\"\n",
+    )
+    .unwrap();
+    let out = gateway(dir.path())
+        .env("ROUTES_FILE", &routes)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let place = format!("{}:6:", routes.display());
+    assert!(err.contains(&place) && err.contains("colour"), "{err}");
+
+    std::fs::write(
+        &routes,
+        "[[route]]\nname = \"a\"\nmethod = \"POST\"\npath = \"/a\"\nbackend = \"http://127.0.0.1:9/a\"\n",
+    )
+    .unwrap();
+    let running = launch(
+        gateway(dir.path())
+            .env("ROUTES_FILE", &routes)
+            .stderr(Stdio::null()),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let post = |path: &str| {
+        client
+            .post(format!("{}{path}", running.base))
+            .header("content-type", "application/json")
+            .header("prefer", "respond-async")
+            .body("{}")
+            .send()
+    };
+    assert_eq!(post("/a").await.unwrap().status(), 202);
+    assert_eq!(post("/requests").await.unwrap().status(), 404);
+}

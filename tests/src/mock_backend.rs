@@ -12,7 +12,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -60,6 +59,11 @@ impl Behaviour {
 
 #[derive(Debug, Clone)]
 pub struct Call {
+    pub method: String,
+    /// Path and query, as received.
+    pub uri: String,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
     pub idempotency_key: Option<String>,
     pub request_id: Option<String>,
     pub body: String,
@@ -88,9 +92,8 @@ impl MockBackend {
         }));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
         let url = format!("http://{}/backend", listener.local_addr().expect("addr"));
-        let app = Router::new()
-            .route("/backend", post(handle))
-            .with_state(inner.clone());
+        // Any method and path: routes send theirs (`/backend` by default).
+        let app = Router::new().fallback(handle).with_state(inner.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -121,6 +124,8 @@ impl MockBackend {
 
 async fn handle(
     State(inner): State<Arc<Mutex<Inner>>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -134,6 +139,17 @@ async fn handle(
         let mut g = inner.lock().expect("lock");
         let b = g.script.pop_front().unwrap_or_else(|| g.default.clone());
         g.calls.push(Call {
+            method: method.to_string(),
+            uri: uri.to_string(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
             idempotency_key: header("idempotency-key"),
             request_id: header("x-request-id"),
             body: String::from_utf8_lossy(&body).into_owned(),

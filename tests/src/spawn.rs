@@ -10,6 +10,7 @@ use failover_adapters::sqlite::{SqliteOptions, SqliteStore};
 use failover_adapters::webhook_sender::HttpWebhookSender;
 use failover_core::callback::CallbackRules;
 use failover_core::ports::SystemClock;
+use failover_core::route::RouteTable;
 use failover_core::webhook::WebhookSecret;
 use failover_core::Policy;
 use failover_local::{assemble, serve, Parts};
@@ -78,7 +79,19 @@ pub async fn spawn_app_at(policy: Policy, url: &str) -> TestApp {
     spawn(policy, backend, url).await
 }
 
+/// An app with a routes file (its `backend` is unused: routes name theirs).
+pub async fn spawn_app_routed(policy: Policy, routes_toml: &str) -> TestApp {
+    let backend = MockBackend::start(Behaviour::Hang).await;
+    let routes = RouteTable::parse(routes_toml, "routes.toml", &policy).expect("routes");
+    spawn_routes(policy, backend, routes).await
+}
+
 async fn spawn(policy: Policy, backend: MockBackend, url: &str) -> TestApp {
+    let routes = RouteTable::single(url, Arc::new(policy.clone())).expect("backend url");
+    spawn_routes(policy, backend, routes).await
+}
+
+async fn spawn_routes(policy: Policy, backend: MockBackend, routes: RouteTable) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(SystemClock);
     let store = SqliteStore::open(
@@ -100,9 +113,7 @@ async fn spawn(policy: Policy, backend: MockBackend, url: &str) -> TestApp {
         queue: faulty.clone(),
         topic: Arc::new(store.clone()),
         backend: Arc::new(HttpBackend::new(policy.max_answer_bytes).expect("backend client")),
-        routes: Arc::new(
-            failover_core::route::RouteTable::single(url, policy.clone()).expect("backend url"),
-        ),
+        routes: Arc::new(routes),
         webhooks: Arc::new(HttpWebhookSender::new(rules).expect("webhook client")),
         clock,
     };

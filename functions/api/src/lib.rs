@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use failover_core::callback::CallbackRules;
 use failover_core::Engine;
@@ -69,10 +69,6 @@ impl AppState {
     }
 }
 
-async fn no_route(req: Request) -> ApiError {
-    ApiError::NoRoute(req.uri().path().to_string())
-}
-
 async fn wrong_method(req: Request) -> ApiError {
     ApiError::MethodNotAllowed(req.method().to_string())
 }
@@ -81,11 +77,12 @@ async fn wrong_method(req: Request) -> ApiError {
 /// UUID).
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/requests", post(requests::submit))
         .route("/tickets/{id}", get(tickets::get_ticket))
         .route("/tickets/{id}/result", get(tickets::get_result))
         .route("/health", get(health::health))
-        .fallback(no_route)
+        // Everything else is the API behind the gateway: the engine's
+        // routes decide (`POST /requests` without a routes file).
+        .fallback(requests::submit)
         .method_not_allowed_fallback(wrong_method)
         // The handler enforces MAX_BODY_BYTES itself, with a problem+json 413.
         .layer(DefaultBodyLimit::disable())

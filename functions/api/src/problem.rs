@@ -27,8 +27,6 @@ pub enum ApiError {
     BadHeader(String),
     #[error("{0}")]
     BadParameter(String),
-    #[error("Content-Type must be application/json (got {0})")]
-    UnsupportedMediaType(String),
     #[error("the body exceeds {limit} bytes")]
     TooLarge { limit: usize },
     #[error("no ticket {0}")]
@@ -43,8 +41,6 @@ pub enum ApiError {
     NoBackendAnswer(String),
     #[error("the backend answered with an invalid status {0}")]
     BadGateway(u16),
-    #[error("no route for {0}")]
-    NoRoute(String),
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
     #[error(transparent)]
@@ -68,7 +64,7 @@ impl ApiError {
                 "bad-parameter",
                 "Invalid parameter",
             ),
-            UnsupportedMediaType(_) | Submit(SubmitError::UnsupportedMediaType { .. }) => (
+            Submit(SubmitError::UnsupportedMediaType { .. }) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
@@ -94,9 +90,7 @@ impl ApiError {
                 "The backend never answered",
             ),
             BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad-gateway", "Bad gateway"),
-            NoRoute(_) | Submit(SubmitError::NotFound) => {
-                (StatusCode::NOT_FOUND, "no-route", "Not found")
-            }
+            Submit(SubmitError::NotFound) => (StatusCode::NOT_FOUND, "no-route", "Not found"),
             MethodNotAllowed(_) | Submit(SubmitError::MethodNotAllowed { .. }) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",

@@ -1,13 +1,15 @@
-//! `POST /requests`: validate everything, then hand over to the engine.
+//! Every routed request (`POST /requests` without a routes file): validate
+//! the headers and the body, then hand the method, path, query, headers and
+//! bytes to the engine, which finds the route (or answers 404, 405 or 415).
 //!
-//! Every check happens before the engine sees the request, so a rejected
-//! request never reaches the backend, the store or the queue.
+//! Every check happens before anything is stored, so a rejected request
+//! never reaches the backend, the store or the queue.
 
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use failover_core::callback;
@@ -85,6 +87,8 @@ fn scoped(caller: &str, key: &str) -> String {
 
 pub async fn submit(
     State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
     cap: Option<Extension<DeadlineCap>>,
     caller: Option<Extension<Caller>>,
     headers: HeaderMap,
@@ -121,14 +125,6 @@ pub async fn submit(
     };
     let (respond_async, wait) = parse_prefer(&headers)?;
     let content_type = header_str(&headers, "content-type")?.unwrap_or("");
-    if !is_json(content_type) {
-        let shown = if content_type.is_empty() {
-            "none"
-        } else {
-            content_type
-        };
-        return Err(ApiError::UnsupportedMediaType(shown.to_string()));
-    }
     let limit = policy.max_body_bytes;
     let declared = header_str(&headers, "content-length")?.and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
@@ -137,12 +133,27 @@ pub async fn submit(
     let bytes = to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::TooLarge { limit })?;
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-        return Err(ApiError::MalformedJson(format!(
-            "the body is not JSON: {e}"
-        )));
+    let has_body =
+        !bytes.is_empty() || matches!(method, Method::POST | Method::PUT | Method::PATCH);
+    if is_json(content_type) && has_body {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            return Err(ApiError::MalformedJson(format!(
+                "the body is not JSON: {e}"
+            )));
+        }
     }
+    // The route decides which of these reach the backend.
+    let forwardable = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect();
     let submission = Submission {
+        method: method.as_str().to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().map(str::to_string),
+        headers: forwardable,
         body: bytes.to_vec(),
         content_type: content_type.to_string(),
         request_id,
@@ -151,7 +162,6 @@ pub async fn submit(
         respond_async,
         wait,
         deadline_cap: cap.map(|Extension(DeadlineCap(d))| d),
-        ..Submission::default()
     };
     let done = state.engine.submit(submission).await?;
     let mut resp = match done.answer {

@@ -13,6 +13,9 @@ pub struct LocalConfig {
     pub data_dir: PathBuf,
     /// `BACKEND_URL`; unset starts the built-in demo backend.
     pub backend_url: Option<String>,
+    /// `ROUTES_FILE`: the API's routes (TOML); unset, `POST /requests` goes
+    /// to `BACKEND_URL`.
+    pub routes_file: Option<PathBuf>,
     /// `WORKER_CONCURRENCY` (default 16): messages processed at once.
     pub worker_concurrency: usize,
     pub policy: Policy,
@@ -51,6 +54,9 @@ impl LocalConfig {
                     .unwrap_or_else(|| "./.data".into()),
             ),
             backend_url: get("BACKEND_URL").filter(|v| !v.trim().is_empty()),
+            routes_file: get("ROUTES_FILE")
+                .filter(|v| !v.trim().is_empty())
+                .map(PathBuf::from),
             worker_concurrency: parse("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), 16)?,
             policy: Policy::from_lookup(base, get)?,
         })

@@ -109,16 +109,28 @@ pub async fn run(
     if !secret_from_env {
         config.policy.webhook_secret = Some(local_secret(&config.data_dir)?);
     }
-    let demo = config.backend_url.is_none().then(DemoBackend::default);
+    let routed = config.routes_file.is_some();
+    let demo = (config.backend_url.is_none() && !routed).then(DemoBackend::default);
     let backend_url = match (&config.backend_url, &demo) {
         (Some(url), _) => url.clone(),
         (None, Some(demo)) => demo.start().await.context("starting the demo backend")?,
-        (None, None) => unreachable!("demo exists when BACKEND_URL is unset"),
+        (None, None) => String::new(),
     };
     let backend: Arc<dyn Backend> =
         Arc::new(HttpBackend::new(config.policy.max_answer_bytes).map_err(anyhow::Error::msg)?);
     let policy = Arc::new(config.policy);
-    let routes = Arc::new(RouteTable::single(&backend_url, policy.clone())?);
+    let routes = Arc::new(match &config.routes_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("ROUTES_FILE {}: cannot read it", path.display()))?;
+            RouteTable::parse(&text, &path.display().to_string(), &policy)?
+        }
+        None => RouteTable::single(&backend_url, policy.clone())?,
+    });
+    let backend_url = match &config.routes_file {
+        Some(path) => format!("the routes of {}", path.display()),
+        None => backend_url,
+    };
     let rules = CallbackRules {
         allow_private: policy.allow_private_callbacks,
         allow_loopback: policy.allow_loopback_callbacks,
@@ -132,7 +144,7 @@ pub async fn run(
         queue: store.clone(),
         topic: store.clone(),
         backend,
-        routes,
+        routes: routes.clone(),
         webhooks,
         clock,
     };
@@ -148,6 +160,7 @@ pub async fn run(
         &addr.to_string(),
         &db,
         &backend_url,
+        &routes,
         demo.is_some(),
         &policy,
         secret_from_env,
@@ -173,10 +186,12 @@ fn purge_every_hour(store: Arc<SqliteStore>, keep: std::time::Duration) {
     });
 }
 
+#[allow(clippy::too_many_arguments)]
 fn print_banner(
     addr: &str,
     db: &Path,
     backend: &str,
+    routes: &RouteTable,
     demo: bool,
     policy: &failover_core::Policy,
     secret_from_env: bool,
@@ -194,6 +209,12 @@ fn print_banner(
         "  backend: {backend}{}",
         if demo { " (built-in demo backend)" } else { "" }
     );
+    for r in routes.routes() {
+        println!(
+            "    {} {} -> {} (breaker {})",
+            r.method, r.path, r.backend, r.group
+        );
+    }
     println!(
         "  sync deadline {} ms, force mode {}, webhook secret in {secret}",
         policy.sync_deadline.as_millis(),

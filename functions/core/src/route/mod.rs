@@ -131,7 +131,8 @@ impl Route {
         }
     }
 
-    /// Whether a body of this `Content-Type` may be sent on this route.
+    /// Whether a body of this `Content-Type` may be sent on this route
+    /// (`application/json` in the list also takes `application/*+json`).
     pub fn accepts(&self, content_type: &str) -> bool {
         let media = content_type
             .split(';')
@@ -139,7 +140,10 @@ impl Route {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        self.content_types.contains(&media)
+        let json_family = media.starts_with("application/") && media.ends_with("+json");
+        self.content_types
+            .iter()
+            .any(|t| *t == media || (json_family && t == "application/json"))
     }
 }
 

@@ -1,0 +1,177 @@
+//! A routes file in front of two backends: each backend gets exactly the
+//! method, path, query, listed headers and bytes its route says, on the
+//! sync path and when the worker replays a ticket; unknown paths, methods
+//! and media types are problems; the old `POST /requests` is gone.
+
+use failover_tests::mock_backend::{Behaviour, Call, MockBackend};
+use failover_tests::spawn::{spawn_app_routed, test_policy, TestApp};
+use serde_json::Value;
+
+/// `http://127.0.0.1:port` of a mock backend.
+fn origin(b: &MockBackend) -> String {
+    b.url.trim_end_matches("/backend").to_string()
+}
+
+async fn two_backends() -> (TestApp, MockBackend, MockBackend) {
+    let payments = MockBackend::start(Behaviour::status(201, r#"{"id":"p_1"}"#)).await;
+    let orders = MockBackend::start(Behaviour::ok(r#"{"status":"shipped"}"#)).await;
+    let routes = format!(
+        r#"
+[[route]]
+name = "create-payment"
+method = "POST"
+path = "/payments"
+backend = "{p}/v1/payments"
+forward_headers = ["authorization"]
+
+[[route]]
+name = "refund"
+method = "POST"
+path = "/payments/{{id}}/refunds"
+backend = "{p}/v1/payments/{{id}}/refunds"
+
+[[route]]
+name = "order-status"
+method = "GET"
+path = "/orders/{{id}}"
+backend = "{o}/orders/{{id}}"
+"#,
+        p = origin(&payments),
+        o = origin(&orders)
+    );
+    let app = spawn_app_routed(test_policy(), &routes).await;
+    (app, payments, orders)
+}
+
+fn header<'a>(c: &'a Call, name: &str) -> Option<&'a str> {
+    c.headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn each_backend_gets_exactly_what_its_route_says() {
+    let (app, payments, orders) = two_backends().await;
+    let body = r#"{"amount": 12, "note": "caf\u00e9"}"#;
+    let resp = app
+        .client
+        .post(format!("{}/payments", app.base))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer t")
+        .header("cookie", "session=secret")
+        .header("x-customer-id", "c_9")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["x-failover-mode"], "sync");
+    let c = &payments.calls()[0];
+    assert_eq!(
+        (c.method.as_str(), c.uri.as_str()),
+        ("POST", "/v1/payments")
+    );
+    assert_eq!(c.body, body);
+    assert_eq!(header(c, "authorization"), Some("Bearer t"));
+    assert_eq!(header(c, "content-type"), Some("application/json"));
+    assert!(header(c, "idempotency-key").is_some());
+    assert_eq!(header(c, "cookie"), None, "unlisted headers stay here");
+    assert_eq!(header(c, "x-customer-id"), None);
+
+    let resp = app
+        .client
+        .post(format!("{}/payments/p_1/refunds?dry=1", app.base))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let c = &payments.calls()[1];
+    assert_eq!(c.uri, "/v1/payments/p_1/refunds?dry=1");
+    assert_eq!(header(c, "authorization"), None, "not listed on this route");
+
+    let resp = app.get("/orders/42?fields=status").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "shipped");
+    let c = &orders.calls()[0];
+    assert_eq!(
+        (c.method.as_str(), c.uri.as_str()),
+        ("GET", "/orders/42?fields=status")
+    );
+    assert!(c.body.is_empty());
+}
+
+#[tokio::test]
+async fn the_worker_replays_the_same_request_to_the_same_backend() {
+    let (app, payments, _orders) = two_backends().await;
+    let body = r#"{"amount": 13}"#;
+    let resp = app
+        .client
+        .post(format!("{}/payments", app.base))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer t")
+        .header("prefer", "respond-async")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let id = resp.json::<Value>().await.unwrap()["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = app.wait_terminal(&id).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let calls = payments.calls();
+    assert_eq!(calls.len(), 1);
+    let c = &calls[0];
+    assert_eq!(
+        (c.method.as_str(), c.uri.as_str()),
+        ("POST", "/v1/payments")
+    );
+    assert_eq!(c.body, body);
+    assert_eq!(header(c, "authorization"), Some("Bearer t"));
+    assert_eq!(header(c, "idempotency-key"), Some(id.as_str()));
+}
+
+#[tokio::test]
+async fn unknown_paths_methods_and_media_types_are_problems() {
+    let (app, payments, orders) = two_backends().await;
+    let send = |method: reqwest::Method, path: &str, ct: &str| {
+        app.client
+            .request(method, format!("{}{path}", app.base))
+            .header("content-type", ct)
+            .body("{}")
+            .send()
+    };
+    let json = "application/json";
+    let kind = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let p: Value = r.json().await.unwrap();
+        (status, p["type"].as_str().unwrap_or_default().to_string())
+    };
+    let r = send(reqwest::Method::POST, "/refunds", json).await.unwrap();
+    assert_eq!(kind(r).await, (404, "/problems/no-route".into()));
+    let r = send(reqwest::Method::POST, "/requests", json)
+        .await
+        .unwrap();
+    assert_eq!(
+        kind(r).await,
+        (404, "/problems/no-route".into()),
+        "the old door"
+    );
+    let r = send(reqwest::Method::DELETE, "/orders/1", json)
+        .await
+        .unwrap();
+    assert_eq!(kind(r).await, (405, "/problems/method-not-allowed".into()));
+    let r = send(reqwest::Method::POST, "/payments", "text/plain")
+        .await
+        .unwrap();
+    assert_eq!(
+        kind(r).await,
+        (415, "/problems/unsupported-media-type".into())
+    );
+    assert!(payments.calls().is_empty() && orders.calls().is_empty());
+}
