@@ -13,8 +13,16 @@ fn origin(b: &MockBackend) -> String {
 }
 
 async fn two_backends() -> (TestApp, MockBackend, MockBackend) {
+    let orders = Behaviour::ok(r#"{"status":"shipped"}"#);
+    two_backends_with(test_policy(), orders).await
+}
+
+async fn two_backends_with(
+    policy: failover_core::Policy,
+    orders: Behaviour,
+) -> (TestApp, MockBackend, MockBackend) {
     let payments = MockBackend::start(Behaviour::status(201, r#"{"id":"p_1"}"#)).await;
-    let orders = MockBackend::start(Behaviour::ok(r#"{"status":"shipped"}"#)).await;
+    let orders = MockBackend::start(orders).await;
     let routes = format!(
         r#"
 [[route]]
@@ -39,7 +47,7 @@ backend = "{o}/orders/{{id}}"
         p = origin(&payments),
         o = origin(&orders)
     );
-    let app = spawn_app_routed(test_policy(), &routes).await;
+    let app = spawn_app_routed(policy, &routes).await;
     (app, payments, orders)
 }
 
@@ -174,4 +182,36 @@ async fn unknown_paths_methods_and_media_types_are_problems() {
         (415, "/problems/unsupported-media-type".into())
     );
     assert!(payments.calls().is_empty() && orders.calls().is_empty());
+}
+
+/// A hanging orders backend opens its own group's breaker only: order
+/// requests then go straight to the queue, payments stay sync.
+#[tokio::test]
+async fn one_slow_backend_switches_only_its_own_routes_to_async() {
+    let policy = failover_core::Policy {
+        breaker_min_calls: 3,
+        ..test_policy()
+    };
+    let (app, payments, orders) = two_backends_with(policy, Behaviour::Hang).await;
+    for _ in 0..3 {
+        let r = app.get("/orders/7").await;
+        assert_eq!(r.status(), 202);
+        assert_eq!(r.json::<Value>().await.unwrap()["reason"], "timeout");
+    }
+    let r = app.get("/orders/7").await;
+    assert_eq!(r.json::<Value>().await.unwrap()["reason"], "circuit_open");
+    let h: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(h["mode"], "async", "{h}");
+    assert_eq!(h["breakers"][origin(&orders)]["state"], "open", "{h}");
+    assert_eq!(h["breakers"][origin(&payments)]["state"], "closed", "{h}");
+    let paid = app
+        .client
+        .post(format!("{}/payments", app.base))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 201);
+    assert_eq!(paid.headers()["x-failover-mode"], "sync");
 }

@@ -30,7 +30,7 @@ fn accepted(a: &Answer) -> TicketId {
 }
 
 async fn breaker(w: &World) -> failover_core::breaker::BreakerSnapshot {
-    w.engine.deps().health.snapshot().await
+    w.engine.deps().health.gate("").snapshot().await
 }
 
 /// Opens the breaker with four quick 503s; the probe is due after 5 s.

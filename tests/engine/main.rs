@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use failover_adapters::fault::{Faults, Faulty};
 use failover_adapters::memory::MemoryStore;
-use failover_core::breaker::{Breaker, HealthGate};
+use failover_core::breaker::{Breaker, HealthGate, HealthGates};
 use failover_core::engine::{Answer, Submission, SubmitError};
 use failover_core::ports::{Queue, TicketStore, TokioClock};
 use failover_core::ticket::{Reason, Status};
@@ -68,7 +68,7 @@ fn world_with(policy: Policy, default: Step, follow: bool) -> World {
         tickets: faulty.clone(),
         idempotency: faulty.clone(),
         queue: faulty,
-        health,
+        health: Arc::new(HealthGates::single(health)),
         clock,
         metrics: Arc::new(failover_core::metrics::LogMetrics),
         routes: Arc::new(
@@ -248,7 +248,7 @@ async fn an_open_breaker_fails_over_without_waiting_then_recovers_by_itself() {
         let d = w.engine.submit(sub()).await.unwrap();
         assert!(matches!(d.answer, Answer::Sync { .. }), "probe answered");
     }
-    let h = w.engine.deps().health.snapshot().await;
+    let h = w.engine.deps().health.gate("").snapshot().await;
     assert_eq!(h.state, "closed");
     let d = w.engine.submit(sub()).await.unwrap();
     assert!(matches!(d.answer, Answer::Sync { .. }));

@@ -18,7 +18,10 @@ async fn while_the_breaker_is_open_the_worker_defers_without_burning_attempts() 
     for _ in 0..4 {
         w.engine.submit(sub()).await.unwrap();
     }
-    assert_eq!(w.engine.deps().health.snapshot().await.state, "open");
+    assert_eq!(
+        w.engine.deps().health.gate("").snapshot().await.state,
+        "open"
+    );
     let calls_before = w.backend.calls().len();
     w.backend
         .set_default(Step::Answer(200, Duration::from_millis(5)));
@@ -35,7 +38,10 @@ async fn while_the_breaker_is_open_the_worker_defers_without_burning_attempts() 
     tokio::time::sleep(Duration::from_secs(30)).await;
     let _ = stop.send(());
     let _ = run.await;
-    assert_eq!(w.engine.deps().health.snapshot().await.state, "closed");
+    assert_eq!(
+        w.engine.deps().health.gate("").snapshot().await.state,
+        "closed"
+    );
     assert_eq!(
         w.backend.calls().len(),
         calls_before + 4,
@@ -60,7 +66,10 @@ async fn after_recovery_the_backlog_drains_at_a_ramped_bounded_rate() {
     for _ in 0..36 {
         backlog.push(w.accept().await);
     }
-    assert_eq!(w.engine.deps().health.snapshot().await.state, "open");
+    assert_eq!(
+        w.engine.deps().health.gate("").snapshot().await.state,
+        "open"
+    );
     w.backend
         .set_default(Step::Answer(200, Duration::from_millis(5)));
     let before = w.backend.calls().len();
@@ -122,7 +131,10 @@ async fn a_long_outage_backlog_is_deferred_not_swept_as_lost() {
         let swept = w.worker.sweep(grace).await.unwrap();
         assert_eq!(swept, 0, "minute {minute}: {swept} tickets re-enqueued");
     }
-    assert_eq!(w.engine.deps().health.snapshot().await.state, "open");
+    assert_eq!(
+        w.engine.deps().health.gate("").snapshot().await.state,
+        "open"
+    );
     // Recovery: every ticket succeeds after the probes close the breaker.
     w.backend
         .set_default(Step::Answer(200, Duration::from_millis(5)));
@@ -192,7 +204,10 @@ async fn an_outage_of_hours_sends_nothing_to_the_dead_letter_queue() {
     // dead-letters. Long deferrals re-send the message instead, so none is
     // received that often, and no sweeper is needed to recover any.
     tokio::time::sleep(Duration::from_secs(10 * 3600)).await;
-    assert_eq!(w.engine.deps().health.snapshot().await.state, "open");
+    assert_eq!(
+        w.engine.deps().health.gate("").snapshot().await.state,
+        "open"
+    );
     w.backend
         .set_default(Step::Answer(200, Duration::from_millis(5)));
     tokio::time::sleep(Duration::from_secs(900)).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use failover_adapters::memory::MemoryStore;
-use failover_core::breaker::{Breaker, HealthGate};
+use failover_core::breaker::{Breaker, HealthGate, HealthGates};
 use failover_core::engine::{Answer, Submission, SubmitError};
 use failover_core::ports::{
     Backend, BackendError, BackendRequest, BackendResponse, TicketStore, TokioClock,
@@ -89,7 +89,9 @@ fn setup() -> Setup {
         tickets: Arc::new(store.clone()),
         idempotency: Arc::new(store.clone()),
         queue: Arc::new(store.clone()),
-        health: Arc::new(Breaker::new(&policy)) as Arc<dyn HealthGate>,
+        health: Arc::new(HealthGates::new(&routes, |_, p| {
+            Arc::new(Breaker::new(p)) as Arc<dyn HealthGate>
+        })),
         clock,
         metrics: Arc::new(failover_core::metrics::LogMetrics),
         routes: Arc::new(routes),

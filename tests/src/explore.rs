@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use failover_core::breaker::{Breaker, HealthGate};
+use failover_core::breaker::{Breaker, HealthGates};
 use failover_core::engine::{Answer, Submission, SubmitError};
 use failover_core::ports::{
     Backend, BackendError, BackendRequest, BackendResponse, Queue, TicketStore, TokioClock,
@@ -144,7 +144,7 @@ impl<S: Ports> Run<S> {
             tickets: port.clone(),
             idempotency: port.clone(),
             queue: port.clone(),
-            health: Arc::new(Breaker::new(&policy)) as Arc<dyn HealthGate>,
+            health: Arc::new(HealthGates::single(Arc::new(Breaker::new(&policy)))),
             clock: clock.clone(),
             metrics: Arc::new(failover_core::metrics::LogMetrics),
             routes: Arc::new(

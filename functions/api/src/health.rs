@@ -1,5 +1,9 @@
 //! `GET /health`: the failover state an operator (or a load balancer) reads:
-//! mode, the breaker (state, rates, p95, next probe), sync load and queue.
+//! mode, the breakers (state, rates, p95, next probe), sync load and queue.
+//!
+//! Each breaker group has its own breaker (see `failover_core::route`):
+//! `breakers` lists them all, `breaker` is the first (the only one without
+//! a routes file), and `mode` is `sync` only while every group is closed.
 
 use axum::extract::State;
 use axum::Json;
@@ -11,12 +15,21 @@ use crate::AppState;
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     let engine = &state.engine;
     let policy = engine.policy();
-    let breaker = engine.deps().health.snapshot().await;
-    let mode = match (policy.force_mode, breaker.state) {
+    let mut breakers = Vec::new();
+    for (group, gate) in engine.deps().health.all() {
+        breakers.push((group.clone(), gate.snapshot().await));
+    }
+    let all_closed = breakers.iter().all(|(_, b)| b.state == "closed");
+    let mode = match (policy.force_mode, all_closed) {
         (ForceMode::Async, _) => "async",
-        (ForceMode::Sync, _) | (ForceMode::Auto, "closed") => "sync",
+        (ForceMode::Sync, _) | (ForceMode::Auto, true) => "sync",
         _ => "async",
     };
+    let breaker = breakers.first().map(|(_, b)| b.clone());
+    let groups: serde_json::Map<String, Value> = breakers
+        .into_iter()
+        .map(|(group, b)| (group, json!(b)))
+        .collect();
     let deps = engine.deps();
     let queue = match deps.queue.stats().await {
         Ok(s) => json!({
@@ -36,6 +49,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         "mode": mode,
         "force_mode": policy.force_mode.as_str(),
         "breaker": breaker,
+        "breakers": groups,
         "sync": {
             "inflight": engine.sync_inflight(),
             "max_inflight": policy.sync_max_inflight,

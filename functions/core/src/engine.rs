@@ -36,7 +36,7 @@ use tokio::time::{timeout, Instant};
 use tokio_util::task::TaskTracker;
 
 use crate::attempt::judge;
-use crate::breaker::{Admission, CallOutcome, HealthGate};
+use crate::breaker::{Admission, CallOutcome, HealthGates};
 use crate::config::{ForceMode, Policy};
 use crate::follow::{Call, Followed};
 use crate::idempotency::{self, Begin};
@@ -53,7 +53,8 @@ pub struct Deps {
     pub tickets: Arc<dyn TicketStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub queue: Arc<dyn Queue>,
-    pub health: Arc<dyn HealthGate>,
+    /// A breaker per group of routes.
+    pub health: Arc<HealthGates>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<dyn Metrics>,
     /// Where requests go (the engine looks them up; the worker replays
@@ -376,9 +377,10 @@ impl Engine {
                 .capture(req, ticket_id, Reason::Overloaded, None, applied)
                 .await;
         };
+        let gate = self.deps.health.gate(&target.route.group).clone();
         let admission = match cut {
-            true => self.deps.health.admit_without_probe().await,
-            false => self.deps.health.admit().await,
+            true => gate.admit_without_probe().await,
+            false => gate.admit().await,
         };
         match admission {
             Admission::Open { retry_after } => {
@@ -399,13 +401,11 @@ impl Engine {
         let Ok(result) = timeout(answer_by, &mut call).await else {
             if !cut {
                 // Missed the policy deadline: a timeout, whatever comes later.
-                let health = &self.deps.health;
-                health
-                    .record(admission, CallOutcome::Timeout, judge_by)
-                    .await;
+                gate.record(admission, CallOutcome::Timeout, judge_by).await;
             }
             let followed = Followed {
                 call,
+                gate,
                 permit,
                 admission,
                 started,
@@ -416,10 +416,7 @@ impl Engine {
         let latency = started.elapsed();
         drop(permit);
         let judged = judge(Some(result));
-        self.deps
-            .health
-            .record(admission, judged.health, latency)
-            .await;
+        gate.record(admission, judged.health, latency).await;
         match judged.response {
             Some(r) if judged.answered() => {
                 self.deps.metrics.record(Metric::SyncAnswered {

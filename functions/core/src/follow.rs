@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 
 use crate::attempt::{conclude, judge, Next};
-use crate::breaker::{Admission, CallOutcome};
+use crate::breaker::{Admission, CallOutcome, HealthGate};
 use crate::config::Policy;
 use crate::engine::Deps;
 use crate::message::QueueMessage;
@@ -71,6 +71,8 @@ impl Drop for Call {
 /// A call the client stopped waiting for, with what the breaker needs.
 pub(crate) struct Followed {
     pub call: Call,
+    /// The breaker of its route's group.
+    pub gate: Arc<dyn HealthGate>,
     /// Its `SYNC_MAX_INFLIGHT` slot: it is still a backend call in flight.
     pub permit: OwnedSemaphorePermit,
     pub admission: Admission,
@@ -84,6 +86,7 @@ pub(crate) struct Followed {
 pub(crate) async fn follow(deps: Deps, policy: Arc<Policy>, ticket: Ticket, f: Followed) {
     let Followed {
         mut call,
+        gate,
         permit,
         admission,
         started,
@@ -91,7 +94,7 @@ pub(crate) async fn follow(deps: Deps, policy: Arc<Policy>, ticket: Ticket, f: F
     } = f;
     let mut judged = None;
     if let Some(judge_by) = judge_by {
-        let health = &deps.health;
+        let health = &gate;
         match timeout_at(started + judge_by, &mut call).await {
             Ok(result) => {
                 let j = judge(Some(result));

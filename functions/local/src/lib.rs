@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use failover_api::{router, AppState};
-use failover_core::breaker::{Breaker, HealthGate};
+use failover_core::breaker::{Breaker, HealthGate, HealthGates};
 use failover_core::ports::{
     Backend, Clock, EventPublisher, IdempotencyStore, Queue, TicketStore, WebhookSender,
 };
@@ -51,13 +51,15 @@ pub struct App {
 pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
     let metrics: Arc<dyn failover_core::metrics::Metrics> =
         Arc::new(failover_core::metrics::LogMetrics);
-    let health: Arc<dyn HealthGate> = Arc::new(Breaker::new(&policy).with_metrics(metrics.clone()));
+    let health = HealthGates::new(&parts.routes, |_, policy| {
+        Arc::new(Breaker::new(policy).with_metrics(metrics.clone())) as Arc<dyn HealthGate>
+    });
     let deps = Deps {
         backend: parts.backend,
         tickets: parts.tickets,
         idempotency: parts.idempotency,
         queue: parts.queue,
-        health,
+        health: Arc::new(health),
         clock: parts.clock,
         metrics,
         routes: parts.routes,

@@ -6,11 +6,12 @@
 //! result is a [`Disposition`] for the message; local mode applies it to the
 //! embedded queue, the Lambda handler turns it into `batchItemFailures`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use failover_core::attempt::{conclude, exhausted, judge, with_event, Next};
 use failover_core::backoff::retry_delay;
-use failover_core::breaker::Admission;
+use failover_core::breaker::{Admission, HealthGate};
 use failover_core::message::QueueMessage;
 use failover_core::ports::{Delivery, StoreError};
 use failover_core::ticket::{ErrorKind, IllegalTransition, Status, Ticket, TicketError};
@@ -119,7 +120,9 @@ impl Worker {
         // come back when the next probe is due (with jitter, so a backlog
         // does not return all at once). A worker may be that probe, so
         // recovery does not wait for API traffic.
-        let admission = self.deps.health.admit().await;
+        let group = self.deps.routes.group_of(&ticket.request.route);
+        let gate = self.deps.health.gate(group).clone();
+        let admission = gate.admit().await;
         match admission {
             Admission::Open { retry_after } => {
                 let jitter = retry_delay(1, retry_after.min(Duration::from_secs(2)), SOON);
@@ -137,7 +140,7 @@ impl Worker {
             }
             // Pace the backlog so a recovering backend is not flooded.
             Admission::Sync => {
-                if let Err(delay) = self.pace(now).await {
+                if let Err(delay) = self.pace(now, gate.as_ref()).await {
                     self.outcome("paced");
                     return self.postpone(&ticket, now, delay).await;
                 }
@@ -147,18 +150,18 @@ impl Worker {
         }
         if self.stopping() {
             // Shutting down: another run (or process) makes this call.
-            self.deps.health.release(admission).await;
+            gate.release(admission).await;
             return Disposition::Retry(SOON);
         }
-        self.attempt(ticket, self.deps.clock.now_ms(), admission)
+        self.attempt(ticket, self.deps.clock.now_ms(), &gate, admission)
             .await
     }
 
     /// Waits for this attempt's drain slot, or says how long to defer the
     /// message instead. Waiting in hand costs no receive (each counts toward
     /// the dead-letter limit); up to a third of the lease keeps it ours.
-    async fn pace(&self, now: i64) -> Result<(), Duration> {
-        let closed_for = self.deps.health.closed_for().await;
+    async fn pace(&self, now: i64, gate: &dyn HealthGate) -> Result<(), Duration> {
+        let closed_for = gate.closed_for().await;
         match self.drain.reserve(now, closed_for, self.lease() / 3) {
             Ok(wait) if wait.is_zero() => Ok(()),
             Ok(wait) => {
@@ -197,7 +200,13 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, ticket: Ticket, now: i64, admission: Admission) -> Disposition {
+    async fn attempt(
+        &self,
+        ticket: Ticket,
+        now: i64,
+        gate: &Arc<dyn HealthGate>,
+        admission: Admission,
+    ) -> Disposition {
         let lease = self.lease();
         let claim = match ticket.claim(now, now + lease.as_millis() as i64) {
             Ok(claimed) => self
@@ -212,7 +221,7 @@ impl Worker {
             Ok(claimed) => claimed,
             Err(e) => {
                 // Lost the race (or the store): a probe slot goes back now.
-                self.deps.health.release(admission).await;
+                gate.release(admission).await;
                 return store_trouble(e);
             }
         };
@@ -228,10 +237,7 @@ impl Worker {
         let judged = judge(timeout(self.policy.worker_deadline, call).await.ok());
         let latency = started.elapsed();
         let now = self.deps.clock.now_ms();
-        self.deps
-            .health
-            .record(admission, judged.health, latency)
-            .await;
+        gate.record(admission, judged.health, latency).await;
         if !judged.answered() {
             tracing::warn!(attempt = claimed.attempts, problem = %judged.problem, "attempt failed");
         }

@@ -107,7 +107,7 @@ pub async fn run() -> anyhow::Result<()> {
     for t in tasks {
         samples.extend(t.await??);
     }
-    let transitions = engine.deps().health.snapshot().await.transitions;
+    let transitions = engine.deps().health.gate("").snapshot().await.transitions;
 
     // Every 202 must end succeeded.
     let tickets: Vec<String> = samples.iter().filter_map(|s| s.ticket.clone()).collect();

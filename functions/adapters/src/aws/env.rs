@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use failover_core::breaker::Breaker;
+use failover_core::breaker::{Breaker, HealthGate, HealthGates};
 use failover_core::callback::CallbackRules;
 use failover_core::config::ConfigError;
 use failover_core::metrics::Emf;
@@ -143,21 +143,22 @@ pub async fn ports(
         namespace: METRICS_NAMESPACE.into(),
         service: service.into(),
     });
+    let routes = RouteTable::single(&settings.backend_url, Arc::new(policy.clone()))
+        .map_err(|e| e.to_string())?;
+    // One route, one group: the fleet's breaker item (`H#breaker`).
+    let health = HealthGates::new(&routes, |_, policy| {
+        let shared = Breaker::shared(policy, store.clone(), clock.clone(), policy.health_cache);
+        Arc::new(shared.with_metrics(metrics.clone())) as Arc<dyn HealthGate>
+    });
     let deps = Deps {
         backend: Arc::new(HttpBackend::new(policy.max_answer_bytes)?),
         tickets: store.clone(),
         idempotency: store.clone(),
         queue: queue.clone(),
-        health: Arc::new(
-            Breaker::shared(policy, store.clone(), clock.clone(), policy.health_cache)
-                .with_metrics(metrics.clone()),
-        ),
+        health: Arc::new(health),
         clock,
         metrics,
-        routes: Arc::new(
-            RouteTable::single(&settings.backend_url, Arc::new(policy.clone()))
-                .map_err(|e| e.to_string())?,
-        ),
+        routes: Arc::new(routes),
     };
     Ok(AwsPorts {
         store,

@@ -22,11 +22,13 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 mod gate;
+mod gates;
 mod latency;
 pub mod rules;
 pub mod store;
 
 pub use gate::Breaker;
+pub use gates::HealthGates;
 pub use store::{HealthStore, InProcessHealth};
 
 /// What the gate says about one request.

@@ -190,6 +190,11 @@ impl RouteTable {
         }
     }
 
+    /// The breaker group of the route named `name` (empty if it is gone).
+    pub fn group_of(&self, name: &str) -> &str {
+        self.by_name(name).map_or("", |r| r.group.as_str())
+    }
+
     /// The breaker groups, each once, in the order the routes name them.
     pub fn groups(&self) -> Vec<(&str, &Arc<Policy>)> {
         let mut groups: Vec<(&str, &Arc<Policy>)> = Vec::new();
