@@ -215,3 +215,32 @@ async fn one_slow_backend_switches_only_its_own_routes_to_async() {
     assert_eq!(paid.status(), 201);
     assert_eq!(paid.headers()["x-failover-mode"], "sync");
 }
+
+/// A `sync_only` route never queues: when its backend cannot answer in
+/// time it is a 503 with `Retry-After`, even when the client prefers async.
+#[tokio::test]
+async fn a_sync_only_route_answers_503_instead_of_a_ticket() {
+    let slow = MockBackend::start(Behaviour::Hang).await;
+    let routes = format!(
+        "[[route]]\nname = \"balance\"\nmethod = \"GET\"\npath = \"/balance/{{id}}\"\n\
+         backend = \"{}/balance/{{id}}\"\nsync_only = true\n",
+        origin(&slow)
+    );
+    let app = spawn_app_routed(test_policy(), &routes).await;
+    for prefer in ["", "respond-async"] {
+        let r = app
+            .client
+            .get(format!("{}/balance/1", app.base))
+            .header("prefer", prefer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "prefer {prefer:?}");
+        assert!(r.headers().contains_key("retry-after"));
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["type"], "/problems/backend-unavailable", "{p}");
+    }
+    assert_eq!(slow.calls().len(), 2, "each was tried");
+    let h: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(h["queue"]["depth"], 0, "nothing was queued: {h}");
+}

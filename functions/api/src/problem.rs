@@ -106,6 +106,11 @@ impl ApiError {
                 "idempotency-key-reused",
                 "Idempotency-Key reused with a different body",
             ),
+            Submit(SubmitError::SyncOnly { .. }) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backend-unavailable",
+                "The backend could not answer now",
+            ),
             Submit(SubmitError::Unavailable { .. }) | Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -118,6 +123,7 @@ impl ApiError {
         match self {
             ApiError::Submit(SubmitError::InFlight { retry_after_s })
             | ApiError::Submit(SubmitError::Unavailable { retry_after_s, .. })
+            | ApiError::Submit(SubmitError::SyncOnly { retry_after_s, .. })
             | ApiError::ResultNotReady { retry_after_s, .. } => Some(*retry_after_s),
             ApiError::Unavailable(_) => Some(2),
             _ => None,

@@ -151,6 +151,10 @@ pub enum SubmitError {
     MethodNotAllowed { allow: Vec<String> },
     #[error("this route takes {}", accepted.join(", "))]
     UnsupportedMediaType { accepted: Vec<String> },
+    /// A `sync_only` route whose backend could not answer now: nothing was
+    /// queued (it would have failed over for `reason`).
+    #[error("the backend could not answer ({}) and this route does not queue requests", reason.as_str())]
+    SyncOnly { retry_after_s: u64, reason: Reason },
 }
 
 pub struct Engine {
@@ -343,7 +347,8 @@ impl Engine {
         let req = &target.request;
         let policy = &target.route.policy;
         let mut applied = Vec::new();
-        if sub.respond_async {
+        // A sync-only route has no async answer to prefer.
+        if sub.respond_async && !target.route.sync_only {
             applied.push("respond-async".to_string());
             return self
                 .capture(req, ticket_id, Reason::ClientRequested, None, applied)
@@ -450,7 +455,7 @@ impl Engine {
         followed: Followed,
         applied: Vec<String>,
     ) -> Result<Submitted, SubmitError> {
-        if !self.follow {
+        if !self.follow || self.queues(req, Reason::Timeout, None).is_err() {
             drop(followed);
             return self
                 .capture(req, ticket_id, Reason::Timeout, None, applied)
@@ -478,8 +483,26 @@ impl Engine {
         retry_hint_s: Option<u64>,
         applied: Vec<String>,
     ) -> Result<Submitted, SubmitError> {
+        self.queues(req, reason, retry_hint_s)?;
         let ticket = self.ticket(req, ticket_id, reason);
         self.capture_ticket(&ticket, retry_hint_s, applied).await
+    }
+
+    /// Whether this request's route fails over (`sync_only` ones answer
+    /// 503 with `Retry-After` instead).
+    fn queues(
+        &self,
+        req: &CapturedRequest,
+        reason: Reason,
+        retry_hint_s: Option<u64>,
+    ) -> Result<(), SubmitError> {
+        match self.deps.routes.by_name(&req.route) {
+            Some(route) if route.sync_only => Err(SubmitError::SyncOnly {
+                retry_after_s: retry_hint_s.unwrap_or(1).clamp(1, 60),
+                reason,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn ticket(&self, req: &CapturedRequest, ticket_id: TicketId, reason: Reason) -> Ticket {
