@@ -244,3 +244,45 @@ async fn a_sync_only_route_answers_503_instead_of_a_ticket() {
     let h: Value = app.get("/health").await.json().await.unwrap();
     assert_eq!(h["queue"]["depth"], 0, "nothing was queued: {h}");
 }
+
+/// Only the response headers a route lists come back, on the sync answer,
+/// an idempotent replay and `/tickets/{id}/result`.
+#[tokio::test]
+async fn listed_response_headers_come_back_on_every_path() {
+    let backend = MockBackend::start(
+        Behaviour::ok(r#"{"status":"shipped"}"#)
+            .with_header("etag", "\"v1\"")
+            .with_header("x-internal", "secret"),
+    )
+    .await;
+    let routes = format!(
+        "[[route]]\nname = \"order\"\nmethod = \"GET\"\npath = \"/orders/{{id}}\"\n\
+         backend = \"{}/orders/{{id}}\"\nresponse_headers = [\"ETag\"]\n",
+        origin(&backend)
+    );
+    let app = spawn_app_routed(test_policy(), &routes).await;
+    let get = |prefer: &'static str| {
+        app.client
+            .get(format!("{}/orders/1", app.base))
+            .header("idempotency-key", format!("k-{prefer}"))
+            .header("prefer", prefer)
+            .send()
+    };
+    for _ in 0..2 {
+        let r = get("").await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["etag"], "\"v1\"");
+        assert!(!r.headers().contains_key("x-internal"));
+    }
+    let r = get("respond-async").await.unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.wait_terminal(&id).await;
+    let r = app.get(&format!("/tickets/{id}/result")).await;
+    assert_eq!(r.headers()["etag"], "\"v1\"");
+    assert!(!r.headers().contains_key("x-internal"));
+    assert_eq!(backend.calls().len(), 2, "the replay called nothing");
+}

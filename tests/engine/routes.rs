@@ -67,6 +67,7 @@ impl Backend for Recording {
             status: 200,
             body: b"{}".to_vec(),
             content_type: Some("application/json".into()),
+            headers: Vec::new(),
         })
     }
 }

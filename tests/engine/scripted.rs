@@ -68,6 +68,7 @@ impl Backend for Scripted {
             status,
             body: b"{}".to_vec(),
             content_type: Some("application/json".into()),
+            headers: Vec::new(),
         })
     }
 }

@@ -45,6 +45,7 @@ pub fn largest_ticket() -> Ticket {
         status_code: 200,
         body: (0..limit).map(|i| (i % 251) as u8 | 0x80).collect(),
         content_type: Some("application/octet-stream".into()),
+        headers: Vec::new(),
     };
     let mut t = t
         .claim(now(), now() + 10_000)
@@ -183,6 +184,7 @@ pub async fn ticket_store(store: Arc<dyn TicketStore>) {
                 // Not UTF-8: a body is bytes, kept exactly.
                 body: vec![0xff, 0xfe, 0x00, b'{', 0xc3, 0x28],
                 content_type: Some("application/octet-stream".into()),
+                headers: Vec::new(),
             },
         )
         .unwrap();
@@ -274,6 +276,7 @@ pub async fn idempotency_store(store: Arc<dyn IdempotencyStore>) {
                 .map(|i| (i % 253) as u8 | 0x80)
                 .collect(),
             content_type: Some("application/octet-stream".into()),
+            headers: Vec::new(),
             ticket_id: TicketId::new(),
         },
         ..done.clone()

@@ -65,6 +65,7 @@ impl Backend for Backend3 {
             status,
             body: b"{}".to_vec(),
             content_type: Some("application/json".into()),
+            headers: Vec::new(),
         })
     }
 }

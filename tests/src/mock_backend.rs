@@ -23,6 +23,8 @@ pub enum Behaviour {
         body: Vec<u8>,
         content_type: &'static str,
         delay: Duration,
+        /// More response headers.
+        headers: Vec<(&'static str, &'static str)>,
     },
     /// Never answer (until the test ends).
     Hang,
@@ -43,6 +45,7 @@ impl Behaviour {
             body: body.as_bytes().to_vec(),
             content_type: "application/json",
             delay,
+            headers: Vec::new(),
         }
     }
 
@@ -53,7 +56,16 @@ impl Behaviour {
             body: body.to_vec(),
             content_type,
             delay,
+            headers: Vec::new(),
         }
+    }
+
+    /// The same answer with one more response header.
+    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+        if let Self::Respond { headers, .. } = &mut self {
+            headers.push((name, value));
+        }
+        self
     }
 }
 
@@ -167,11 +179,17 @@ async fn handle(
             body,
             content_type,
             delay,
+            headers,
         } => {
             tokio::time::sleep(delay).await;
             inner.lock().expect("lock").calls[index].answered = true;
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (code, [("content-type", content_type)], body).into_response()
+            let mut r = (code, [("content-type", content_type)], body).into_response();
+            for (name, value) in headers {
+                r.headers_mut()
+                    .append(name, axum::http::HeaderValue::from_static(value));
+            }
+            r
         }
     }
 }

@@ -39,6 +39,7 @@ fn too_large(status: u16, max: usize) -> BackendResponse {
         status,
         body: problem.to_string().into_bytes(),
         content_type: Some("application/problem+json".into()),
+        headers: Vec::new(),
     }
 }
 
@@ -83,6 +84,12 @@ impl Backend for HttpBackend {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        // Every header as text; the route keeps the ones it passes on.
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
         let max = self.max_answer;
         if resp.content_length().is_some_and(|n| n > max as u64) {
             return Ok(too_large(status, max));
@@ -102,6 +109,7 @@ impl Backend for HttpBackend {
             status,
             body,
             content_type,
+            headers,
         })
     }
 }

@@ -101,3 +101,16 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::x_request_id()),
         )
 }
+
+/// Adds the backend's response headers that its route passes on.
+pub(crate) fn pass_on(resp: &mut axum::response::Response, headers: &[(String, String)]) {
+    use axum::http::{HeaderName, HeaderValue};
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+}

@@ -169,10 +169,12 @@ pub async fn submit(
             status,
             body,
             content_type,
+            headers: passed,
             ..
         } => {
             let code = StatusCode::from_u16(status).map_err(|_| ApiError::BadGateway(status))?;
             let mut r = (code, body).into_response();
+            crate::pass_on(&mut r, &passed);
             if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
                 r.headers_mut().insert(header::CONTENT_TYPE, ct);
             }

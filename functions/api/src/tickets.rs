@@ -116,6 +116,7 @@ pub async fn get_result(
     let code = StatusCode::from_u16(result.status_code)
         .map_err(|_| ApiError::BadGateway(result.status_code))?;
     let mut resp = (code, result.body).into_response();
+    crate::pass_on(&mut resp, &result.headers);
     match result
         .content_type
         .and_then(|c| HeaderValue::from_str(&c).ok())

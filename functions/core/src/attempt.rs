@@ -60,6 +60,7 @@ fn to_result(r: &BackendResponse) -> BackendResult {
         status_code: r.status,
         body: r.body.clone(),
         content_type: r.content_type.clone(),
+        headers: r.headers.clone(),
     }
 }
 

@@ -119,6 +119,8 @@ pub enum Answer {
         status: u16,
         body: Vec<u8>,
         content_type: Option<String>,
+        /// The response headers the route passes on.
+        headers: Vec<(String, String)>,
     },
     /// 202: captured durably.
     Accepted {
@@ -308,10 +310,12 @@ impl Engine {
                         status,
                         body,
                         content_type,
+                        headers,
                     } => IdemOutcome::Sync {
                         status: *status,
                         body: body.clone(),
                         content_type: content_type.clone(),
+                        headers: headers.clone(),
                         ticket_id: *ticket_id,
                     },
                     Answer::Accepted {
@@ -433,6 +437,7 @@ impl Engine {
                         status: r.status,
                         body: r.body,
                         content_type: r.content_type,
+                        headers: r.headers,
                     },
                     applied,
                     replayed: false,
@@ -631,12 +636,14 @@ fn replay(outcome: IdemOutcome) -> Option<Submitted> {
             status,
             body,
             content_type,
+            headers,
             ticket_id,
         } => Answer::Sync {
             ticket_id,
             status,
             body,
             content_type,
+            headers,
         },
         IdemOutcome::Accepted { ticket_id, reason } => Answer::Accepted {
             ticket_id,

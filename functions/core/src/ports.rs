@@ -84,6 +84,8 @@ pub enum IdemOutcome {
         #[serde(with = "crate::body")]
         body: Vec<u8>,
         content_type: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        headers: Vec<(String, String)>,
         ticket_id: TicketId,
     },
     /// The request went async: replay the 202 for this ticket.
@@ -177,6 +179,8 @@ pub struct BackendResponse {
     pub status: u16,
     pub body: Vec<u8>,
     pub content_type: Option<String>,
+    /// Response headers (only those its route lists are passed on).
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

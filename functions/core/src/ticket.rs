@@ -155,6 +155,9 @@ pub struct BackendResult {
     #[serde(with = "crate::body")]
     pub body: Vec<u8>,
     pub content_type: Option<String>,
+    /// The response headers its route passes on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
 }
 
 /// The request as it was accepted; the worker replays exactly this, to

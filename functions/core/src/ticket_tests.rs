@@ -26,6 +26,7 @@ fn every_transition_bumps_the_version() {
                 status_code: 200,
                 body: "ok".into(),
                 content_type: None,
+                headers: Vec::new(),
             },
         )
         .unwrap();
@@ -53,7 +54,8 @@ fn terminal_tickets_do_not_move() {
             BackendResult {
                 status_code: 200,
                 body: Vec::new(),
-                content_type: None
+                content_type: None,
+                headers: Vec::new(),
             }
         )
         .is_err());
@@ -122,6 +124,7 @@ fn a_swept_ticket_is_due_now() {
                 status_code: 200,
                 body: "ok".into(),
                 content_type: None,
+                headers: Vec::new(),
             },
         )
         .unwrap();
@@ -139,6 +142,7 @@ fn a_long_notification_error_is_cut_at_a_character() {
                 status_code: 200,
                 body: b"{}".to_vec(),
                 content_type: None,
+                headers: Vec::new(),
             },
         )
         .unwrap();

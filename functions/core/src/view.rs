@@ -213,6 +213,7 @@ mod tests {
             status_code: 200,
             body,
             content_type: Some("text/plain".into()),
+            headers: Vec::new(),
         };
         Ticket::new(TicketId::new(), Reason::Timeout, request, 0, 1000)
             .claim(1, 10)

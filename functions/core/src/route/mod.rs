@@ -228,7 +228,11 @@ pub async fn call(
         body: &req.body,
         content_type: &req.content_type,
     };
-    backend.call(request).await
+    let mut answer = backend.call(request).await?;
+    answer
+        .headers
+        .retain(|(name, _)| route.response_headers.contains(&name.to_ascii_lowercase()));
+    Ok(answer)
 }
 
 /// `s` as a TOML basic string.
