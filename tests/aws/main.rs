@@ -9,4 +9,5 @@ mod e2e;
 mod explore;
 mod faults;
 mod fleet;
+mod routes;
 mod stack;

@@ -541,3 +541,24 @@ fn the_body_bucket_is_private_and_outlives_every_ticket() {
         assert!(!text.contains("s3:*") && !text.contains("DeleteObject"));
     }
 }
+
+/// A routes file reaches the functions as a layer (at `/opt/<RoutesFile>`),
+/// only when `RoutesFile` is set; its directory is in the repository.
+#[test]
+fn the_routes_file_ships_in_a_layer_when_set() {
+    let t = template();
+    let layer = at(&t, &["Resources", "RoutesLayer"]);
+    assert_eq!(layer["Condition"], "UseRoutes");
+    let dir = layer["Properties"]["ContentUri"]
+        .as_str()
+        .expect("ContentUri");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    assert!(root.join(dir).is_dir(), "{dir} is missing");
+    let globals = serde_yaml::to_string(&t["Globals"]["Function"]).unwrap();
+    assert!(globals.contains("RoutesLayer") && globals.contains("UseRoutes"));
+    let env = serde_yaml::to_string(&t["Globals"]["Function"]["Environment"]).unwrap();
+    assert!(
+        env.contains("ROUTES_FILE") && env.contains("/opt/${RoutesFile}"),
+        "{env}"
+    );
+}

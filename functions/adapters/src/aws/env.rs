@@ -39,7 +39,11 @@ pub struct AwsSettings {
     pub dlq_url: Option<String>,
     /// Where terminal events go (the worker needs it).
     pub topic_arn: Option<String>,
+    /// `BACKEND_URL`: where `POST /requests` goes without a routes file.
     pub backend_url: String,
+    /// `ROUTES_FILE`: the API's routes (TOML), read at cold start (the
+    /// template ships it in a layer, at `/opt/...`).
+    pub routes_file: Option<String>,
     /// `WORKER_CONCURRENCY` (default 10, at most 1000): records of one SQS
     /// batch handled at once.
     pub worker_concurrency: usize,
@@ -87,7 +91,11 @@ impl AwsSettings {
             queue_url: required(get, "QUEUE_URL")?,
             dlq_url: get("DLQ_URL").filter(|v| !v.is_empty()),
             topic_arn: get("TOPIC_ARN").filter(|v| !v.is_empty()),
-            backend_url: required(get, "BACKEND_URL")?,
+            backend_url: match get("ROUTES_FILE").filter(|v| !v.trim().is_empty()) {
+                Some(_) => get("BACKEND_URL").unwrap_or_default(),
+                None => required(get, "BACKEND_URL")?,
+            },
+            routes_file: get("ROUTES_FILE").filter(|v| !v.trim().is_empty()),
             worker_concurrency: concurrency(get)?,
             webhook_secret_id: get("WEBHOOK_SECRET_ID").filter(|v| !v.trim().is_empty()),
         })
@@ -143,11 +151,12 @@ pub async fn ports(
         namespace: METRICS_NAMESPACE.into(),
         service: service.into(),
     });
-    let routes = RouteTable::single(&settings.backend_url, Arc::new(policy.clone()))
-        .map_err(|e| e.to_string())?;
-    // One route, one group: the fleet's breaker item (`H#breaker`).
-    let health = HealthGates::new(&routes, |_, policy| {
-        let shared = Breaker::shared(policy, store.clone(), clock.clone(), policy.health_cache);
+    let routes = routes(settings, policy)?;
+    // A fleet-wide breaker item per group (`H#breaker` without a file).
+    let routed = settings.routes_file.is_some();
+    let health = HealthGates::new(&routes, |group, policy| {
+        let item = Arc::new(store.health(if routed { group } else { "" }));
+        let shared = Breaker::shared(policy, item, clock.clone(), policy.health_cache);
         Arc::new(shared.with_metrics(metrics.clone())) as Arc<dyn HealthGate>
     });
     let deps = Deps {
@@ -167,6 +176,20 @@ pub async fn ports(
         deps,
         webhooks: Arc::new(HttpWebhookSender::new(rules)?),
     })
+}
+
+/// The routes: `ROUTES_FILE` if set (a mistake stops the cold start with
+/// `file:line: reason`), else `POST /requests` to `BACKEND_URL`.
+fn routes(settings: &AwsSettings, policy: &Policy) -> Result<RouteTable, String> {
+    match &settings.routes_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("ROUTES_FILE {path}: cannot read it: {e}"))?;
+            RouteTable::parse(&text, path, policy).map_err(|e| e.to_string())
+        }
+        None => RouteTable::single(&settings.backend_url, Arc::new(policy.clone()))
+            .map_err(|e| e.to_string()),
+    }
 }
 
 /// The webhook signing secret, read from Secrets Manager (once, at start),

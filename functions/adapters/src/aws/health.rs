@@ -1,4 +1,5 @@
-//! The fleet's circuit breaker in the ticket table: one item, `H#breaker`.
+//! The fleet's circuit breakers in the ticket table: one item per breaker
+//! group, `H#breaker` (without a routes file) or `H#breaker#<group>`.
 //!
 //! | attribute | holds |
 //! |---|---|
@@ -59,7 +60,29 @@ fn record_of(item: Option<Item>, window_s: i64) -> Result<HealthRecord, StoreErr
     Ok((state, slots))
 }
 
+/// One breaker group's item.
+#[derive(Clone)]
+pub struct GroupHealth {
+    store: DynamoStore,
+    key: String,
+}
+
 impl DynamoStore {
+    /// The health store of breaker group `group` (`""`: the gateway without
+    /// a routes file, whose item keeps its old key).
+    pub fn health(&self, group: &str) -> GroupHealth {
+        let key = match group {
+            "" => HEALTH_KEY.to_string(),
+            g => format!("{HEALTH_KEY}#{g}"),
+        };
+        GroupHealth {
+            store: self.clone(),
+            key,
+        }
+    }
+}
+
+impl GroupHealth {
     /// Adds one second's counts to its slot; the item as it is afterwards,
     /// or `None` if the slot has moved on to a later second.
     async fn add_count(&self, c: &Bucket, window_s: i64) -> Result<Option<Item>, StoreError> {
@@ -75,10 +98,11 @@ impl DynamoStore {
         // may reset it between the two, hence a second round.
         for (condition, update) in steps.iter().cycle().take(4) {
             let out = self
+                .store
                 .client
                 .update_item()
-                .table_name(&self.table)
-                .key(TABLE_KEY, s(HEALTH_KEY))
+                .table_name(&self.store.table)
+                .key(TABLE_KEY, s(&self.key))
                 .condition_expression(*condition)
                 .update_expression(*update)
                 .expression_attribute_names("#s", format!("ws{i}"))
@@ -109,6 +133,17 @@ impl DynamoStore {
 #[async_trait]
 impl HealthStore for DynamoStore {
     async fn exchange(&self, counts: &[Bucket], window_s: i64) -> Result<HealthRecord, StoreError> {
+        self.health("").exchange(counts, window_s).await
+    }
+
+    async fn replace(&self, next: &BreakerState) -> Result<(), StoreError> {
+        self.health("").replace(next).await
+    }
+}
+
+#[async_trait]
+impl HealthStore for GroupHealth {
+    async fn exchange(&self, counts: &[Bucket], window_s: i64) -> Result<HealthRecord, StoreError> {
         let window_s = window_s.max(1);
         let mut item = None;
         for c in counts.iter().filter(|c| c.calls > 0) {
@@ -117,7 +152,7 @@ impl HealthStore for DynamoStore {
             }
         }
         if item.is_none() {
-            item = self.get_consistent(HEALTH_KEY.into()).await?;
+            item = self.store.get_consistent(self.key.clone()).await?;
         }
         record_of(item, window_s)
     }
@@ -128,10 +163,11 @@ impl HealthStore for DynamoStore {
             _ => "version = :prev",
         };
         let mut update = self
+            .store
             .client
             .update_item()
-            .table_name(&self.table)
-            .key(TABLE_KEY, s(HEALTH_KEY))
+            .table_name(&self.store.table)
+            .key(TABLE_KEY, s(&self.key))
             .condition_expression(condition)
             .update_expression("SET doc = :doc, version = :v")
             .expression_attribute_values(":doc", s(encode(next)?))
