@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use failover_adapters::memory::MemoryStore;
 use failover_core::breaker::{Breaker, HealthGate, HealthGates};
 use failover_core::engine::{Answer, Submission, SubmitError};
+use failover_core::metrics::Metric;
 use failover_core::ports::{
     Backend, BackendError, BackendRequest, BackendResponse, TicketStore, TokioClock,
 };
@@ -72,29 +73,45 @@ impl Backend for Recording {
     }
 }
 
+/// Every metric reported.
+#[derive(Default)]
+struct Metrics(Mutex<Vec<Metric>>);
+
+impl failover_core::metrics::Metrics for Metrics {
+    fn record(&self, metric: Metric) {
+        self.0.lock().expect("metrics").push(metric);
+    }
+}
+
 struct Setup {
     engine: Arc<Engine>,
     worker: Arc<Worker>,
     store: MemoryStore,
     backend: Arc<Recording>,
+    metrics: Arc<Metrics>,
 }
 
 fn setup() -> Setup {
     let clock = Arc::new(TokioClock::starting_at(1_800_000_000_000));
     let store = MemoryStore::new(clock.clone());
     let backend = Arc::new(Recording::default());
-    let policy = Arc::new(Policy::default());
+    let policy = Arc::new(Policy {
+        breaker_min_calls: 2,
+        ..Policy::default()
+    });
     let routes = RouteTable::parse(ROUTES, "routes.toml", &policy).expect("routes");
+    let metrics = Arc::new(Metrics::default());
     let deps = Deps {
         backend: backend.clone(),
         tickets: Arc::new(store.clone()),
         idempotency: Arc::new(store.clone()),
         queue: Arc::new(store.clone()),
-        health: Arc::new(HealthGates::new(&routes, |_, p| {
-            Arc::new(Breaker::new(p)) as Arc<dyn HealthGate>
+        health: Arc::new(HealthGates::new(&routes, |group, p| {
+            let breaker = Breaker::new(p).with_metrics(metrics.clone());
+            Arc::new(breaker.for_group(group)) as Arc<dyn HealthGate>
         })),
         clock,
-        metrics: Arc::new(failover_core::metrics::LogMetrics),
+        metrics: metrics.clone(),
         routes: Arc::new(routes),
     };
     let notifiers = Notifiers {
@@ -106,6 +123,7 @@ fn setup() -> Setup {
         worker: Arc::new(Worker::new(policy, deps, notifiers)),
         store,
         backend,
+        metrics,
     }
 }
 
@@ -254,4 +272,24 @@ async fn a_key_names_one_operation() {
         s.engine.submit(other_route).await.expect_err("refused"),
         SubmitError::KeyReused
     );
+}
+
+/// Metrics say which route answered or failed over, and which group's
+/// breaker moved.
+#[tokio::test(start_paused = true)]
+async fn metrics_name_the_route_and_the_breaker_group() {
+    let s = setup();
+    s.engine.submit(payment()).await.expect("answered");
+    for _ in 0..2 {
+        s.engine.submit(order()).await.expect("accepted");
+    }
+    let seen = s.metrics.0.lock().unwrap().clone();
+    assert!(seen.iter().any(|m| matches!(m,
+        Metric::SyncAnswered { route, .. } if route == "create-payment")));
+    assert!(seen.iter().any(|m| matches!(m,
+        Metric::Failover { reason: "timeout", route } if route == "order-status")));
+    assert!(seen.iter().any(|m| matches!(m,
+        Metric::BreakerTransition { to: "open", group } if group == "http://127.0.0.1:9100")));
+    assert!(!seen.iter().any(|m| matches!(m,
+        Metric::BreakerTransition { group, .. } if group == "http://127.0.0.1:9000")));
 }

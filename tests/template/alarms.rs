@@ -16,7 +16,10 @@ type Identity = (String, BTreeMap<String, String>);
 /// Every (metric name, dimensions) the api and worker functions can emit.
 fn emitted() -> BTreeSet<Identity> {
     let mut metrics = vec![
-        Metric::SyncAnswered { latency_ms: 1.0 },
+        Metric::SyncAnswered {
+            latency_ms: 1.0,
+            route: String::new(),
+        },
         Metric::CaptureLatency { ms: 1.0 },
         Metric::CaptureFailed,
     ];
@@ -28,7 +31,10 @@ fn emitted() -> BTreeSet<Identity> {
         "client_requested",
         "forced",
     ] {
-        metrics.push(Metric::Failover { reason });
+        metrics.push(Metric::Failover {
+            reason,
+            route: String::new(),
+        });
     }
     for outcome in [
         "succeeded",
@@ -42,7 +48,10 @@ fn emitted() -> BTreeSet<Identity> {
         metrics.push(Metric::WorkerOutcome { outcome });
     }
     for to in ["open", "half_open", "closed"] {
-        metrics.push(Metric::BreakerTransition { to });
+        metrics.push(Metric::BreakerTransition {
+            to,
+            group: String::new(),
+        });
     }
     for channel in ["webhook", "sns"] {
         metrics.push(Metric::NotificationExhausted { channel });

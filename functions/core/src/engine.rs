@@ -430,6 +430,7 @@ impl Engine {
             Some(r) if judged.answered() => {
                 self.deps.metrics.record(Metric::SyncAnswered {
                     latency_ms: latency.as_secs_f64() * 1000.0,
+                    route: self.route_label(&target.route.name),
                 });
                 Ok(Submitted {
                     answer: Answer::Sync {
@@ -493,6 +494,14 @@ impl Engine {
         self.capture_ticket(&ticket, retry_hint_s, applied).await
     }
 
+    /// A route as a metric dimension: none without a routes file.
+    fn route_label(&self, route: &str) -> String {
+        match route == DEFAULT_ROUTE {
+            true => String::new(),
+            false => route.to_string(),
+        }
+    }
+
     /// Whether this request's route fails over (`sync_only` ones answer
     /// 503 with `Retry-After` instead).
     fn queues(
@@ -529,6 +538,7 @@ impl Engine {
             Ok(_) => {
                 self.deps.metrics.record(Metric::Failover {
                     reason: ticket.reason.as_str(),
+                    route: self.route_label(&ticket.request.route),
                 });
                 Metric::CaptureLatency {
                     ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -10,10 +10,10 @@ use serde_json::{json, Map, Value};
 /// One measurement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
-    /// The backend answered in time (2xx-4xx).
-    SyncAnswered { latency_ms: f64 },
-    /// A request went async, with its reason.
-    Failover { reason: &'static str },
+    /// The backend answered in time (2xx-4xx), on this route.
+    SyncAnswered { latency_ms: f64, route: String },
+    /// A request of this route went async, with its reason.
+    Failover { reason: &'static str, route: String },
     /// Ticket + message written (the time the 202 waited for).
     CaptureLatency { ms: f64 },
     /// A capture failed and the client got 503.
@@ -21,8 +21,8 @@ pub enum Metric {
     /// What a worker attempt ended in: succeeded, rejected, exhausted,
     /// expired or retried.
     WorkerOutcome { outcome: &'static str },
-    /// The breaker changed state.
-    BreakerTransition { to: &'static str },
+    /// The breaker of this group changed state.
+    BreakerTransition { to: &'static str, group: String },
     /// A notification channel (`webhook` or `topic`) used every attempt
     /// without delivering: its receiver never heard of the outcome.
     NotificationExhausted { channel: &'static str },
@@ -53,36 +53,50 @@ pub struct Emf {
 impl Emf {
     /// The EMF document for one metric at `timestamp_ms`.
     pub fn document(&self, metric: &Metric, timestamp_ms: i64) -> Value {
-        let (name, unit, value, extra): (&str, &str, f64, Option<(&str, &str)>) = match metric {
-            Metric::SyncAnswered { latency_ms } => {
-                ("SyncLatency", "Milliseconds", *latency_ms, None)
-            }
-            Metric::Failover { reason } => ("Failover", "Count", 1.0, Some(("Reason", reason))),
-            Metric::CaptureLatency { ms } => ("CaptureLatency", "Milliseconds", *ms, None),
-            Metric::CaptureFailed => ("CaptureFailed", "Count", 1.0, None),
+        let (name, unit, value, extra): (&str, &str, f64, Vec<(&str, &str)>) = match metric {
+            Metric::SyncAnswered { latency_ms, route } => (
+                "SyncLatency",
+                "Milliseconds",
+                *latency_ms,
+                vec![("Route", route)],
+            ),
+            Metric::Failover { reason, route } => (
+                "Failover",
+                "Count",
+                1.0,
+                vec![("Reason", reason), ("Route", route)],
+            ),
+            Metric::CaptureLatency { ms } => ("CaptureLatency", "Milliseconds", *ms, vec![]),
+            Metric::CaptureFailed => ("CaptureFailed", "Count", 1.0, vec![]),
             Metric::WorkerOutcome { outcome } => {
-                ("WorkerOutcome", "Count", 1.0, Some(("Outcome", outcome)))
+                ("WorkerOutcome", "Count", 1.0, vec![("Outcome", outcome)])
             }
-            Metric::BreakerTransition { to } => {
-                ("BreakerTransition", "Count", 1.0, Some(("State", to)))
-            }
+            Metric::BreakerTransition { to, group } => (
+                "BreakerTransition",
+                "Count",
+                1.0,
+                vec![("State", to), ("Group", group)],
+            ),
             Metric::NotificationExhausted { channel } => (
                 "NotificationExhausted",
                 "Count",
                 1.0,
-                Some(("Channel", channel)),
+                vec![("Channel", channel)],
             ),
         };
         // CloudWatch tells metrics apart by their whole set of dimensions,
-        // so a metric with a second dimension is also declared without it:
-        // an alarm on the per-service total then finds it.
-        let mut dims = vec![vec!["Service"]];
+        // so a metric with more dimensions is also declared with each alone
+        // and without any: an alarm on the per-service total then finds
+        // it, and a dashboard can split it by route or breaker group. An
+        // empty value (no routes file) is no dimension.
+        let mut dims = Vec::new();
         let mut doc = Map::new();
         doc.insert("Service".into(), Value::String(self.service.clone()));
-        if let Some((dim, v)) = extra {
-            dims.insert(0, vec!["Service", dim]);
+        for (dim, v) in extra.into_iter().filter(|(_, v)| !v.is_empty()) {
+            dims.push(vec!["Service", dim]);
             doc.insert(dim.into(), Value::String(v.to_string()));
         }
+        dims.push(vec!["Service"]);
         doc.insert(name.into(), json!(value));
         doc.insert(
             "_aws".into(),
@@ -116,7 +130,11 @@ mod tests {
             namespace: "FailoverGateway".into(),
             service: "api".into(),
         };
-        let d = emf.document(&Metric::Failover { reason: "timeout" }, 42);
+        let failover = Metric::Failover {
+            reason: "timeout",
+            route: String::new(),
+        };
+        let d = emf.document(&failover, 42);
         assert_eq!(d["Failover"], 1.0);
         assert_eq!(d["Reason"], "timeout");
         assert_eq!(d["Service"], "api");
@@ -125,6 +143,17 @@ mod tests {
         assert_eq!(m["Dimensions"], json!([["Service", "Reason"], ["Service"]]));
         assert_eq!(m["Metrics"][0]["Name"], "Failover");
         assert_eq!(d["_aws"]["Timestamp"], 42);
+        let routed = Metric::Failover {
+            reason: "timeout",
+            route: "refund".into(),
+        };
+        let d = emf.document(&routed, 42);
+        assert_eq!(d["Route"], "refund");
+        let sets = &d["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
+        assert_eq!(
+            *sets,
+            json!([["Service", "Reason"], ["Service", "Route"], ["Service"]])
+        );
         let plain = emf.document(&Metric::CaptureFailed, 42);
         assert_eq!(
             plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"],

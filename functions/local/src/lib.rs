@@ -51,8 +51,10 @@ pub struct App {
 pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
     let metrics: Arc<dyn failover_core::metrics::Metrics> =
         Arc::new(failover_core::metrics::LogMetrics);
-    let health = HealthGates::new(&parts.routes, |_, policy| {
-        Arc::new(Breaker::new(policy).with_metrics(metrics.clone())) as Arc<dyn HealthGate>
+    let health = HealthGates::new(&parts.routes, |group, policy| {
+        let label = parts.routes.group_label(group);
+        let breaker = Breaker::new(policy).with_metrics(metrics.clone());
+        Arc::new(breaker.for_group(label)) as Arc<dyn HealthGate>
     });
     let deps = Deps {
         backend: parts.backend,

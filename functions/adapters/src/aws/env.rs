@@ -153,11 +153,11 @@ pub async fn ports(
     });
     let routes = routes(settings, policy)?;
     // A fleet-wide breaker item per group (`H#breaker` without a file).
-    let routed = settings.routes_file.is_some();
     let health = HealthGates::new(&routes, |group, policy| {
-        let item = Arc::new(store.health(if routed { group } else { "" }));
+        let label = routes.group_label(group);
+        let item = Arc::new(store.health(label));
         let shared = Breaker::shared(policy, item, clock.clone(), policy.health_cache);
-        Arc::new(shared.with_metrics(metrics.clone())) as Arc<dyn HealthGate>
+        Arc::new(shared.with_metrics(metrics.clone()).for_group(label)) as Arc<dyn HealthGate>
     });
     let deps = Deps {
         backend: Arc::new(HttpBackend::new(policy.max_answer_bytes)?),

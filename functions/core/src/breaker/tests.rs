@@ -161,7 +161,7 @@ struct Recorder(std::sync::Mutex<Vec<&'static str>>);
 
 impl Metrics for Recorder {
     fn record(&self, metric: Metric) {
-        if let Metric::BreakerTransition { to } = metric {
+        if let Metric::BreakerTransition { to, .. } = metric {
             self.0.lock().unwrap().push(to);
         }
     }

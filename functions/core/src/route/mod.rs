@@ -164,6 +164,21 @@ impl RouteTable {
         })
     }
 
+    /// Whether this is the gateway without a routes file.
+    pub fn is_default(&self) -> bool {
+        matches!(self.routes.as_slice(), [only] if only.name == DEFAULT_ROUTE)
+    }
+
+    /// A breaker group as metrics, logs and the health store name it:
+    /// nothing without a routes file (the names of before routes).
+    pub fn group_label<'a>(&self, group: &'a str) -> &'a str {
+        if self.is_default() {
+            ""
+        } else {
+            group
+        }
+    }
+
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }

@@ -120,10 +120,13 @@ impl Breaker {
     fn report(&self, s: &BreakerState) {
         let (to, scope) = (s.name(), self.scope);
         if !self.deciding.load(Ordering::Relaxed) {
-            return tracing::debug!(scope, to, "shadow breaker transition");
+            return tracing::debug!(scope, to, group = self.group, "shadow breaker transition");
         }
         if let Some(m) = &self.metrics {
-            m.record(Metric::BreakerTransition { to });
+            m.record(Metric::BreakerTransition {
+                to,
+                group: self.group.clone(),
+            });
         }
         match s.mode {
             Mode::Open { .. } => {

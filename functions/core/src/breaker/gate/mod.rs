@@ -49,6 +49,8 @@ pub struct Breaker {
     refreshing: tokio::sync::Mutex<()>,
     latencies: Mutex<Latencies>,
     metrics: Option<Arc<dyn Metrics>>,
+    /// The breaker group it guards (empty without a routes file).
+    group: String,
     /// Draws which requests a fleet sheds (seeded in tests).
     rng: Mutex<StdRng>,
 }
@@ -104,6 +106,7 @@ impl Breaker {
             refreshing: tokio::sync::Mutex::new(()),
             latencies: Mutex::new(Latencies::default()),
             metrics: None,
+            group: String::new(),
             rng: Mutex::new(StdRng::from_os_rng()),
         }
     }
@@ -121,6 +124,15 @@ impl Breaker {
             self.fallback = Some(Box::new(f.with_metrics(metrics.clone())));
         }
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Names the breaker group it guards, in its metrics and logs.
+    pub fn for_group(mut self, group: &str) -> Self {
+        if let Some(f) = self.fallback.take() {
+            self.fallback = Some(Box::new(f.for_group(group)));
+        }
+        self.group = group.to_string();
         self
     }
 
