@@ -132,6 +132,7 @@ async fn the_worker_replays_the_same_request_to_the_same_backend() {
         .to_string();
     let t = app.wait_terminal(&id).await;
     assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["route"], "create-payment", "a ticket shows its route");
     let calls = payments.calls();
     assert_eq!(calls.len(), 1);
     let c = &calls[0];
@@ -204,6 +205,21 @@ async fn one_slow_backend_switches_only_its_own_routes_to_async() {
     assert_eq!(h["mode"], "async", "{h}");
     assert_eq!(h["breakers"][origin(&orders)]["state"], "open", "{h}");
     assert_eq!(h["breakers"][origin(&payments)]["state"], "closed", "{h}");
+    let listed: Vec<(&str, &str)> = h["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["group"].as_str().unwrap()))
+        .collect();
+    let (pay, ord) = (origin(&payments), origin(&orders));
+    assert_eq!(
+        listed,
+        [
+            ("create-payment", pay.as_str()),
+            ("refund", pay.as_str()),
+            ("order-status", ord.as_str())
+        ]
+    );
     let paid = app
         .client
         .post(format!("{}/payments", app.base))

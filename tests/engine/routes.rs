@@ -37,6 +37,7 @@ path = "/orders/{id}"
 backend = "http://127.0.0.1:9100/orders/{id}"
 deadline_ms = 800
 content_types = ["text/plain"]
+sync_max_inflight = 1
 "#;
 
 /// What a backend call carried.
@@ -292,4 +293,39 @@ async fn metrics_name_the_route_and_the_breaker_group() {
         Metric::BreakerTransition { to: "open", group } if group == "http://127.0.0.1:9100")));
     assert!(!seen.iter().any(|m| matches!(m,
         Metric::BreakerTransition { group, .. } if group == "http://127.0.0.1:9000")));
+}
+
+/// A route's in-flight limit is its own: one order lookup in flight fills
+/// the orders route (the next goes async, `overloaded`), while payments
+/// still answer.
+#[tokio::test(start_paused = true)]
+async fn each_route_has_its_own_in_flight_limit() {
+    let s = setup();
+    let first = tokio::spawn({
+        let engine = s.engine.clone();
+        async move { engine.submit(order()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(s.engine.sync_inflight(), 1);
+    let second = s.engine.submit(order()).await.expect("accepted");
+    assert!(
+        matches!(
+            second.answer,
+            Answer::Accepted {
+                reason: Reason::Overloaded,
+                ..
+            }
+        ),
+        "{second:?}"
+    );
+    let paid = s.engine.submit(payment()).await.expect("answered");
+    assert!(matches!(paid.answer, Answer::Sync { status: 200, .. }));
+    let first = first.await.expect("joined").expect("accepted");
+    assert!(matches!(
+        first.answer,
+        Answer::Accepted {
+            reason: Reason::Timeout,
+            ..
+        }
+    ));
 }

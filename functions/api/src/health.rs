@@ -50,6 +50,13 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         "force_mode": policy.force_mode.as_str(),
         "breaker": breaker,
         "breakers": groups,
+        "routes": engine
+            .deps()
+            .routes
+            .routes()
+            .iter()
+            .map(|r| json!({"name": r.name, "method": r.method, "path": r.path, "group": r.group}))
+            .collect::<Vec<_>>(),
         "sync": {
             "inflight": engine.sync_inflight(),
             "max_inflight": policy.sync_max_inflight,

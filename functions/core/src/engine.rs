@@ -162,7 +162,8 @@ pub enum SubmitError {
 pub struct Engine {
     policy: Arc<Policy>,
     deps: Deps,
-    inflight: Arc<Semaphore>,
+    /// Each route's sync calls in flight (`sync_max_inflight` slots each).
+    inflight: Vec<(String, usize, Arc<Semaphore>)>,
     /// Keep a sync call running after its client stopped waiting.
     follow: bool,
     /// Those calls, so that shutdown can wait for them ([`Engine::settle`]).
@@ -175,7 +176,15 @@ fn secs_ceil(ms: u64) -> u64 {
 
 impl Engine {
     pub fn new(policy: Arc<Policy>, deps: Deps) -> Self {
-        let inflight = Arc::new(Semaphore::new(policy.sync_max_inflight));
+        let inflight = deps
+            .routes
+            .routes()
+            .iter()
+            .map(|r| {
+                let max = r.policy.sync_max_inflight;
+                (r.name.clone(), max, Arc::new(Semaphore::new(max)))
+            })
+            .collect();
         Self {
             policy,
             deps,
@@ -211,7 +220,10 @@ impl Engine {
 
     /// Sync attempts running now.
     pub fn sync_inflight(&self) -> usize {
-        self.policy.sync_max_inflight - self.inflight.available_permits()
+        self.inflight
+            .iter()
+            .map(|(_, max, slots)| max - slots.available_permits())
+            .sum()
     }
 
     /// Runs `sub` to its answer, in a task of its own: dropping the returned
@@ -381,7 +393,12 @@ impl Engine {
         let cut = answer_by < judge_by;
         // Shed before asking the breaker, so that a shed request never takes
         // the half-open probe slot.
-        let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
+        let slots = self
+            .inflight
+            .iter()
+            .find(|(name, ..)| *name == target.route.name);
+        let permit = slots.and_then(|(_, _, slots)| slots.clone().try_acquire_owned().ok());
+        let Some(permit) = permit else {
             return self
                 .capture(req, ticket_id, Reason::Overloaded, None, applied)
                 .await;

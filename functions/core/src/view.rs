@@ -72,6 +72,8 @@ pub struct NotificationView {
 #[derive(Debug, Serialize)]
 pub struct TicketView {
     pub ticket_id: String,
+    /// The route it came by (`requests` without a routes file).
+    pub route: String,
     pub status: &'static str,
     pub reason: &'static str,
     pub attempts: u32,
@@ -122,6 +124,7 @@ impl From<&Ticket> for TicketView {
     fn from(t: &Ticket) -> Self {
         Self {
             ticket_id: t.id.to_string(),
+            route: t.request.route.clone(),
             status: t.status.as_str(),
             reason: t.reason.as_str(),
             attempts: t.attempts,

@@ -11,15 +11,17 @@
 //! 4. size and cold start of the Lambda binaries vs a minimal `lambda_http`
 //!    function (it builds them first);
 //! 5. a chaos run: the backend hangs for a while, then recovers;
-//! 6. the breaker's bookkeeping per request vs a gate that only counts.
+//! 6. the breaker's bookkeeping per request vs a gate that only counts;
+//! 7. routing: p99 with 50 routes vs with one, same backend.
 //!
-//! `BENCH_ONLY=1..6` runs one part. Only loopback addresses are used; every
+//! `BENCH_ONLY=1..7` runs one part. Only loopback addresses are used; every
 //! loop is bounded in count.
 
 mod chaos;
 mod gate;
 mod lambda;
 mod load;
+mod routing;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,19 +34,30 @@ use failover_core::callback::CallbackRules;
 use failover_core::config::ForceMode;
 use failover_core::engine::Submission;
 use failover_core::ports::{Queue, SystemClock};
+use failover_core::route::RouteTable;
 use failover_core::Policy;
 use failover_local::{assemble, App, Parts};
 use load::{backend, percentile, run_load, serve_router, LoadResult};
 
-const CONCURRENCY: usize = 16;
-const REQUESTS: usize = 8000;
+pub(crate) const CONCURRENCY: usize = 16;
+pub(crate) const REQUESTS: usize = 8000;
 const OPEN_REQUESTS: usize = 2000;
-const ROUNDS: usize = 8;
+pub(crate) const ROUNDS: usize = 8;
 const DRAIN: usize = 2000;
 
 pub(crate) fn build(
     policy: Policy,
     backend_url: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<(App, SqliteStore)> {
+    let routes = RouteTable::single(backend_url, Arc::new(policy.clone()))?;
+    build_with(policy, Arc::new(routes), dir)
+}
+
+/// The local-mode app over these routes.
+pub(crate) fn build_with(
+    policy: Policy,
+    routes: Arc<RouteTable>,
     dir: &std::path::Path,
 ) -> anyhow::Result<(App, SqliteStore)> {
     let clock = Arc::new(SystemClock);
@@ -60,10 +73,7 @@ pub(crate) fn build(
         queue: s.clone(),
         topic: s,
         backend: Arc::new(HttpBackend::new(policy.max_answer_bytes).map_err(anyhow::Error::msg)?),
-        routes: Arc::new(failover_core::route::RouteTable::single(
-            backend_url,
-            Arc::new(policy.clone()),
-        )?),
+        routes,
         webhooks: Arc::new(
             HttpWebhookSender::new(CallbackRules::default()).map_err(anyhow::Error::msg)?,
         ),
@@ -72,7 +82,7 @@ pub(crate) fn build(
     Ok((assemble(Arc::new(policy), parts), store))
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -309,6 +319,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.is_empty() || only == "6" {
         gate::run().await?;
+    }
+    if only.is_empty() || only == "7" {
+        routing::run().await?;
     }
     if only.is_empty() || only == "4" {
         lambda::run().await?;
