@@ -15,10 +15,7 @@ use crate::AppState;
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     let engine = &state.engine;
     let policy = engine.policy();
-    let mut breakers = Vec::new();
-    for (group, gate) in engine.deps().health.all() {
-        breakers.push((group.clone(), gate.snapshot().await));
-    }
+    let breakers = engine.breakers().await;
     let all_closed = breakers.iter().all(|(_, b)| b.state == "closed");
     let mode = match (policy.force_mode, all_closed) {
         (ForceMode::Async, _) => "async",
@@ -30,20 +27,16 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         .into_iter()
         .map(|(group, b)| (group, json!(b)))
         .collect();
-    let deps = engine.deps();
-    let queue = match deps.queue.stats().await {
+    let queue = match engine.backlog().await {
         Ok(s) => json!({
             "available": true,
             "depth": s.visible + s.in_flight,
             "visible": s.visible,
             "in_flight": s.in_flight,
             "dead_letters": s.dead_letters,
-            "oldest_age_ms": match s.oldest_age_ms {
-                Some(age) => Some(age),
-                None => oldest_waiting(deps).await,
-            },
+            "oldest_age_ms": s.oldest_age_ms,
         }),
-        Err(e) => json!({ "available": false, "error": e.to_string() }),
+        Err(e) => json!({ "available": false, "error": e }),
     };
     Json(json!({
         "mode": mode,
@@ -51,8 +44,6 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         "breaker": breaker,
         "breakers": groups,
         "routes": engine
-            .deps()
-            .routes
             .routes()
             .iter()
             .map(|r| json!({"name": r.name, "method": r.method, "path": r.path, "group": r.group}))
@@ -64,12 +55,4 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         },
         "queue": queue,
     }))
-}
-
-/// Where the queue cannot tell the age of its oldest message (SQS publishes
-/// it only as a CloudWatch metric), the ticket store can: how long the
-/// longest-waiting request has been due for a worker.
-async fn oldest_waiting(deps: &failover_core::Deps) -> Option<u64> {
-    let due = deps.tickets.oldest_due().await.ok()??;
-    Some((deps.clock.now_ms() - due).max(0) as u64)
 }

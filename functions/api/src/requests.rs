@@ -189,7 +189,7 @@ pub async fn submit(
         } => {
             let mut status = "queued";
             if done.replayed {
-                if let Ok(Some(t)) = state.engine.deps().tickets.get(&ticket_id).await {
+                if let Ok(Some(t)) = state.engine.ticket(&ticket_id).await {
                     status = t.status.as_str();
                 }
             }

@@ -35,9 +35,7 @@ fn parse_id(raw: &str) -> Result<TicketId, ApiError> {
 async fn load(state: &AppState, id: &TicketId) -> Result<Ticket, ApiError> {
     state
         .engine
-        .deps()
-        .tickets
-        .get(id)
+        .ticket(id)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .ok_or_else(|| ApiError::TicketNotFound(id.to_string()))

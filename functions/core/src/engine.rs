@@ -486,7 +486,7 @@ impl Engine {
         }
         let lease_until = self.deps.clock.now_ms() + self.policy.worker_lease().as_millis() as i64;
         let ticket = self
-            .ticket(req, ticket_id, Reason::Timeout)
+            .new_ticket(req, ticket_id, Reason::Timeout)
             .in_flight(lease_until);
         let captured = self.capture_ticket(&ticket, None, applied).await;
         if captured.is_ok() {
@@ -507,7 +507,7 @@ impl Engine {
         applied: Vec<String>,
     ) -> Result<Submitted, SubmitError> {
         self.queues(req, reason, retry_hint_s)?;
-        let ticket = self.ticket(req, ticket_id, reason);
+        let ticket = self.new_ticket(req, ticket_id, reason);
         self.capture_ticket(&ticket, retry_hint_s, applied).await
     }
 
@@ -536,7 +536,7 @@ impl Engine {
         }
     }
 
-    fn ticket(&self, req: &CapturedRequest, ticket_id: TicketId, reason: Reason) -> Ticket {
+    fn new_ticket(&self, req: &CapturedRequest, ticket_id: TicketId, reason: Reason) -> Ticket {
         let request = req.clone();
         let now = self.deps.clock.now_ms();
         let ttl = self.policy.ticket_ttl.as_millis() as i64;

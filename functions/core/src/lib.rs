@@ -26,6 +26,7 @@ pub mod callback;
 pub mod config;
 pub mod drain;
 pub mod engine;
+mod engine_reads;
 mod follow;
 pub mod idempotency;
 pub mod message;
