@@ -302,3 +302,45 @@ async fn listed_response_headers_come_back_on_every_path() {
     assert!(!r.headers().contains_key("x-internal"));
     assert_eq!(backend.calls().len(), 2, "the replay called nothing");
 }
+
+/// A ticket from each route completes through the worker, which calls its
+/// route's backend with the same method, path and query.
+#[tokio::test]
+async fn tickets_from_every_route_complete_with_their_own_method_and_path() {
+    let (app, payments, orders) = two_backends().await;
+    let asks = [
+        (reqwest::Method::POST, "/payments", "/v1/payments"),
+        (
+            reqwest::Method::POST,
+            "/payments/p_9/refunds?dry=1",
+            "/v1/payments/p_9/refunds?dry=1",
+        ),
+        (reqwest::Method::GET, "/orders/9?x=1", "/orders/9?x=1"),
+    ];
+    for (method, path, seen) in asks {
+        let mut ask = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.base))
+            .header("prefer", "respond-async");
+        if method == reqwest::Method::POST {
+            ask = ask.header("content-type", "application/json").body("{}");
+        }
+        let r = ask.send().await.unwrap();
+        assert_eq!(r.status(), 202, "{path}");
+        let id = r.json::<Value>().await.unwrap()["ticket_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let t = app.wait_terminal(&id).await;
+        assert_eq!(t["status"], "succeeded", "{t}");
+        let calls = [payments.calls(), orders.calls()].concat();
+        let call = calls
+            .iter()
+            .find(|c| c.idempotency_key.as_deref() == Some(id.as_str()))
+            .expect("the backend was called for it");
+        assert_eq!(
+            (call.method.as_str(), call.uri.as_str()),
+            (method.as_str(), seen)
+        );
+    }
+}

@@ -16,16 +16,17 @@
 //!
 //! Paused time makes each schedule exact and fast; both engine modes (a
 //! call dropped at the deadline, as on Lambda, and one followed, as in
-//! local mode) are explored. The adapters are the caller's: in memory (every
-//! schedule), SQLite, and DynamoDB/SQS/SNS on the emulators (subsets; see
-//! [`Scope`]).
+//! local mode) are explored. The requests go through a routes file of two
+//! routes on two backends, so each has its own breaker group. The adapters
+//! are the caller's: in memory (every schedule), SQLite, and
+//! DynamoDB/SQS/SNS on the emulators (subsets; see [`Scope`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use failover_core::breaker::{Breaker, HealthGates};
+use failover_core::breaker::{Breaker, HealthGate, HealthGates};
 use failover_core::engine::{Answer, Submission, SubmitError};
 use failover_core::ports::{
     Backend, BackendError, BackendRequest, BackendResponse, Queue, TicketStore, TokioClock,
@@ -69,6 +70,23 @@ impl Backend for Backend3 {
         })
     }
 }
+
+/// Two routes on two backends (two breaker groups): requests 1 and 3 take
+/// the first, request 2 the second, with a path parameter and a query.
+const ROUTES: &str = r#"
+[[route]]
+name = "pay"
+method = "POST"
+path = "/payments"
+backend = "http://127.0.0.1:9/v1/payments"
+forward_headers = ["authorization"]
+
+[[route]]
+name = "refund"
+method = "POST"
+path = "/payments/{id}/refunds"
+backend = "http://127.0.0.2:9/v1/payments/{id}/refunds"
+"#;
 
 const BODY_1: &str = r#"{"r":1}"#;
 const BODY_2: &str = r#"{"r":2}"#;
@@ -138,6 +156,7 @@ impl<S: Ports> Run<S> {
         follow: bool,
     ) -> Process<S> {
         let policy = Arc::new(policy());
+        let routes = Arc::new(RouteTable::parse(ROUTES, "explore", &policy).expect("routes"));
         let ports = Chaos::new(store.clone(), backend.clone(), plan.clone());
         let port = Arc::new(ports.clone());
         let deps = Deps {
@@ -145,12 +164,12 @@ impl<S: Ports> Run<S> {
             tickets: port.clone(),
             idempotency: port.clone(),
             queue: port.clone(),
-            health: Arc::new(HealthGates::single(Arc::new(Breaker::new(&policy)))),
+            health: Arc::new(HealthGates::new(&routes, |_, p| {
+                Arc::new(Breaker::new(p)) as Arc<dyn HealthGate>
+            })),
             clock: clock.clone(),
             metrics: Arc::new(failover_core::metrics::LogMetrics),
-            routes: Arc::new(
-                RouteTable::single("http://127.0.0.1:9/", policy.clone()).expect("a route"),
-            ),
+            routes,
         };
         let engine = Engine::new(policy.clone(), deps.clone());
         let notifiers = Notifiers {
@@ -175,7 +194,14 @@ impl<S: Ports> Run<S> {
 
     /// One client request; `None` when it got no answer.
     async fn submit(&mut self, body: &str, key: Option<&str>, async_: bool) -> Outcome {
+        let (path, query) = match body {
+            BODY_2 => ("/payments/p_2/refunds", Some("dry=1".to_string())),
+            _ => ("/payments", None),
+        };
         let sub = Submission {
+            path: path.into(),
+            query,
+            headers: vec![("authorization".into(), "Bearer t".into())],
             body: body.into(),
             content_type: "application/json".into(),
             request_id: "r".into(),
