@@ -51,6 +51,24 @@ backend = "{o}/orders/{{id}}"
     (app, payments, orders)
 }
 
+/// `POST path` with a JSON body and these headers.
+async fn post(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> reqwest::Response {
+    let mut ask = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (name, value) in headers {
+        ask = ask.header(*name, *value);
+    }
+    ask.send().await.unwrap()
+}
+
 fn header<'a>(c: &'a Call, name: &str) -> Option<&'a str> {
     c.headers
         .iter()
@@ -62,17 +80,12 @@ fn header<'a>(c: &'a Call, name: &str) -> Option<&'a str> {
 async fn each_backend_gets_exactly_what_its_route_says() {
     let (app, payments, orders) = two_backends().await;
     let body = r#"{"amount": 12, "note": "caf\u00e9"}"#;
-    let resp = app
-        .client
-        .post(format!("{}/payments", app.base))
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer t")
-        .header("cookie", "session=secret")
-        .header("x-customer-id", "c_9")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let sent = [
+        ("authorization", "Bearer t"),
+        ("cookie", "session=secret"),
+        ("x-customer-id", "c_9"),
+    ];
+    let resp = post(&app, "/payments", &sent, body).await;
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.headers()["x-failover-mode"], "sync");
     let c = &payments.calls()[0];
@@ -87,14 +100,7 @@ async fn each_backend_gets_exactly_what_its_route_says() {
     assert_eq!(header(c, "cookie"), None, "unlisted headers stay here");
     assert_eq!(header(c, "x-customer-id"), None);
 
-    let resp = app
-        .client
-        .post(format!("{}/payments/p_1/refunds?dry=1", app.base))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let resp = post(&app, "/payments/p_1/refunds?dry=1", &[], "{}").await;
     assert_eq!(resp.status(), 201);
     let c = &payments.calls()[1];
     assert_eq!(c.uri, "/v1/payments/p_1/refunds?dry=1");
@@ -115,16 +121,8 @@ async fn each_backend_gets_exactly_what_its_route_says() {
 async fn the_worker_replays_the_same_request_to_the_same_backend() {
     let (app, payments, _orders) = two_backends().await;
     let body = r#"{"amount": 13}"#;
-    let resp = app
-        .client
-        .post(format!("{}/payments", app.base))
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer t")
-        .header("prefer", "respond-async")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let sent = [("authorization", "Bearer t"), ("prefer", "respond-async")];
+    let resp = post(&app, "/payments", &sent, body).await;
     assert_eq!(resp.status(), 202);
     let id = resp.json::<Value>().await.unwrap()["ticket_id"]
         .as_str()
@@ -220,14 +218,7 @@ async fn one_slow_backend_switches_only_its_own_routes_to_async() {
             ("order-status", ord.as_str())
         ]
     );
-    let paid = app
-        .client
-        .post(format!("{}/payments", app.base))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let paid = post(&app, "/payments", &[], "{}").await;
     assert_eq!(paid.status(), 201);
     assert_eq!(paid.headers()["x-failover-mode"], "sync");
 }
