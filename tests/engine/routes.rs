@@ -329,3 +329,33 @@ async fn each_route_has_its_own_in_flight_limit() {
         }
     ));
 }
+
+/// A ticket whose route is no longer configured fails at once as
+/// `unroutable`, without a backend call or a retry.
+#[tokio::test(start_paused = true)]
+async fn a_ticket_whose_route_was_removed_fails_at_once() {
+    use failover_core::message::QueueMessage;
+    use failover_core::ports::Queue;
+    use failover_core::ticket::{CapturedRequest, ErrorKind, Ticket, TicketId};
+    let s = setup();
+    let request = CapturedRequest {
+        route: "gone".into(),
+        ..CapturedRequest::new("{}", "application/json", "r")
+    };
+    let now = failover_core::ports::Clock::now_ms(&TokioClock::starting_at(1_800_000_000_000));
+    let ticket = Ticket::new(TicketId::new(), Reason::Timeout, request, now, 3_600_000);
+    s.store.create(&ticket).await.unwrap();
+    let body = QueueMessage::new(ticket.id).to_body();
+    s.store.send(&body, Duration::ZERO).await.unwrap();
+    let got = s
+        .store
+        .receive(1, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    let disposition = s.worker.handle(&got[0]).await;
+    s.worker.settle(&got[0], disposition).await;
+    let t = s.store.get(&ticket.id).await.unwrap().unwrap();
+    assert_eq!(t.status, Status::Failed);
+    assert_eq!(t.error.map(|e| e.kind), Some(ErrorKind::Unroutable));
+    assert!(s.backend.0.lock().unwrap().is_empty());
+}

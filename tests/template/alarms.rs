@@ -41,6 +41,7 @@ fn emitted() -> BTreeSet<Identity> {
         "rejected",
         "exhausted",
         "expired",
+        "unroutable",
         "retried",
         "deferred",
         "paced",

@@ -140,6 +140,8 @@ pub enum ErrorKind {
     Exhausted,
     /// `TICKET_TTL_SECONDS` passed before the ticket could finish.
     Expired,
+    /// Its route is no longer in the routes file: nothing can run it.
+    Unroutable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

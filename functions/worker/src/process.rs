@@ -106,6 +106,20 @@ impl Worker {
                 .finish(&ticket, now, |t| t.fail(now, error, None))
                 .await;
         }
+        if self.deps.routes.by_name(&ticket.request.route).is_none() {
+            // The route was removed since the ticket was taken: no backend
+            // to call, now or later. Say so at once rather than retry.
+            let error = TicketError {
+                kind: ErrorKind::Unroutable,
+                message: format!(
+                    "the route {:?} is no longer configured",
+                    ticket.request.route
+                ),
+            };
+            return self
+                .finish(&ticket, now, |t| t.fail(now, error, None))
+                .await;
+        }
         // A parked ticket (see `Ticket::park`) whose message does come was
         // accepted after all: it runs now, whatever its recorded schedule.
         let scheduled = ticket.next_attempt_at.filter(|at| *at > now);
@@ -296,6 +310,7 @@ impl Worker {
             Some(ErrorKind::Rejected) => "rejected",
             Some(ErrorKind::Exhausted) => "exhausted",
             Some(ErrorKind::Expired) => "expired",
+            Some(ErrorKind::Unroutable) => "unroutable",
         });
         self.notify(next).await
     }

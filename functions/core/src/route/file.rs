@@ -104,9 +104,42 @@ pub(super) fn parse(text: &str, file: &str, base: &Policy) -> Result<Vec<Route>,
             );
             return Err(refuse(line, reason));
         }
+        if let Some((at, first)) = routes.iter().find(|(_, r)| r.group == route.group) {
+            if let Some(knob) = breaker_differs(&first.policy, &route.policy) {
+                let reason = format!(
+                    "{knob} differs from route {:?} (line {at}) of the same breaker group {:?}: \
+                     a group has one breaker",
+                    first.name, route.group
+                );
+                return Err(refuse(line, reason));
+            }
+        }
         routes.push((line, route));
     }
     Ok(routes.into_iter().map(|(_, r)| r).collect())
+}
+
+/// The first breaker setting in which two routes' policies differ.
+fn breaker_differs(a: &Policy, b: &Policy) -> Option<&'static str> {
+    [
+        ("slow_call_ms", a.slow_call == b.slow_call),
+        (
+            "error_rate_threshold",
+            a.error_rate_threshold == b.error_rate_threshold,
+        ),
+        (
+            "slow_rate_threshold",
+            a.slow_rate_threshold == b.slow_rate_threshold,
+        ),
+        ("breaker_window_s", a.breaker_window == b.breaker_window),
+        (
+            "breaker_min_calls",
+            a.breaker_min_calls == b.breaker_min_calls,
+        ),
+    ]
+    .into_iter()
+    .find(|(_, same)| !same)
+    .map(|(knob, _)| knob)
 }
 
 fn overlaps(a: &Route, b: &Route) -> bool {

@@ -164,6 +164,12 @@ fn every_mistake_stops_start_up_with_the_line_and_the_reason() {
             7,
             "overlaps route \"a\"",
         ),
+        (
+            second("name = \"b\"\nmethod = \"GET\"\npath = \"/b\"\nbackend = \"http://127.0.0.1:1/b\"\nslow_call_ms = 5")
+                .replace("\"/a\"", "\"/a\"\nslow_call_ms = 7"),
+            8,
+            "slow_call_ms differs from route \"a\"",
+        ),
     ];
     for (text, line, reason) in cases {
         let e = refused(&text);
