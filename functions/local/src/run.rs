@@ -222,7 +222,22 @@ fn print_banner(
     );
     println!();
     println!("Try it:");
-    println!("  curl -i -X POST {base}/requests -H 'content-type: application/json' -d '{{\"amount\": 42}}'");
+    if routes.is_default() {
+        println!("  curl -i -X POST {base}/requests -H 'content-type: application/json' -d '{{\"amount\": 42}}'");
+    } else if let Some(r) = routes.routes().first() {
+        // The first route, its parameters as `1`.
+        let path: String = r
+            .path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "1" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        let body = match r.method.as_str() {
+            "POST" | "PUT" | "PATCH" => " -H 'content-type: application/json' -d '{}'",
+            _ => "",
+        };
+        println!("  curl -i -X {} {base}{path}{body}", r.method);
+    }
     if demo {
         println!("  # make the backend slow, so requests fail over to 202 + ticket:");
         println!(
