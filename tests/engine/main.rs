@@ -4,6 +4,7 @@
 
 mod abuse;
 mod explore;
+mod fleet_sim;
 mod notices;
 mod outage;
 mod polls;
