@@ -335,3 +335,27 @@ async fn tickets_from_every_route_complete_with_their_own_method_and_path() {
         );
     }
 }
+
+/// A hostile path parameter (`..`, `%2e%2e`, a backslash) cannot walk the
+/// backend's path: it matches no route, and nothing reaches a backend.
+#[tokio::test]
+async fn a_path_parameter_cannot_leave_its_segment() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (app, payments, orders) = two_backends().await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    for path in [
+        "/orders/..",
+        "/orders/%2e%2e",
+        "/orders/.%2E",
+        "/orders/a\\b",
+    ] {
+        // Raw, since an HTTP client would resolve the dots before sending.
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let ask = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+        conn.write_all(ask.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+    }
+    assert!(payments.calls().is_empty() && orders.calls().is_empty());
+}

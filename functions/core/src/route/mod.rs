@@ -58,6 +58,16 @@ pub struct Route {
     pub sync_only: bool,
 }
 
+/// Whether a path parameter stays one segment of the backend's path once
+/// put in its URL. URL parsers resolve `.` and `..` (also written `%2e`)
+/// and read `\\` as `/`, `?` and `#` as the end of the path: a client could
+/// otherwise send `/orders/..` to reach another path of the backend than
+/// its route names.
+fn is_one_segment(value: &str) -> bool {
+    let dots = value.to_ascii_lowercase().replace("%2e", ".");
+    !value.is_empty() && dots != "." && dots != ".." && !value.contains(['\\', '?', '#'])
+}
+
 /// What a request's method and path found.
 #[derive(Debug)]
 pub enum Lookup<'a> {
@@ -107,7 +117,7 @@ impl Route {
         for (seg, got) in self.segments.iter().zip(path) {
             match seg {
                 Segment::Literal(l) if l == got => {}
-                Segment::Param(name) if !got.is_empty() => {
+                Segment::Param(name) if is_one_segment(got) => {
                     params.push((name.clone(), got.to_string()));
                 }
                 _ => return None,

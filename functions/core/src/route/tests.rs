@@ -92,6 +92,21 @@ fn requests_find_their_route_and_its_backend_url() {
         t.find("DELETE", "/orders/42"),
         Lookup::MethodNotAllowed(m) if m == ["GET"]
     ));
+    // A parameter never leaves its segment of the backend's path.
+    for hostile in [
+        "/orders/..",
+        "/orders/.",
+        "/orders/%2e%2E",
+        "/orders/.%2e",
+        "/orders/a\\b",
+        "/orders/a#b",
+    ] {
+        assert!(
+            matches!(t.find("GET", hostile), Lookup::NotFound),
+            "{hostile}"
+        );
+    }
+    assert!(matches!(t.find("GET", "/orders/..a"), Lookup::Found { .. }));
     for missing in ["/orders", "/orders/", "/orders/42/x", "/payment", "/"] {
         assert!(
             matches!(t.find("GET", missing), Lookup::NotFound),
