@@ -52,3 +52,35 @@ async fn sqs_queue() {
     );
     conformance::queue(Arc::new(queue)).await;
 }
+
+/// With S3 failing (here: its bucket is gone), only a body over the inline
+/// limit is refused, as `Unavailable` (the capture answers 503), and no item
+/// is left pointing at nothing; small tickets are stored as ever.
+#[tokio::test]
+async fn with_s3_down_only_large_bodies_fail_and_nothing_dangles() {
+    use failover_adapters::aws::{S3Blobs, INLINE_MAX};
+    let env = fresh().await;
+    let gone = S3Blobs::new(S3Blobs::client(&env.sdk), "no-such-bucket-failover");
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&env.sdk),
+        env.table,
+        Arc::new(SystemClock),
+    )
+    .with_blobs(Arc::new(gone));
+    let mut large = conformance::sample_ticket();
+    large.request.body = vec![b'x'; INLINE_MAX + 1];
+    assert!(matches!(
+        store.create(&large).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert_eq!(TicketStore::get(&store, &large.id).await.unwrap(), None);
+    let small = conformance::sample_ticket();
+    store
+        .create(&small)
+        .await
+        .expect("a small ticket needs no S3");
+    assert_eq!(
+        TicketStore::get(&store, &small.id).await.unwrap(),
+        Some(small)
+    );
+}
