@@ -7,11 +7,6 @@ use failover_tests::mock_backend::{Behaviour, Call, MockBackend};
 use failover_tests::spawn::{spawn_app_routed, test_policy, TestApp};
 use serde_json::Value;
 
-/// `http://127.0.0.1:port` of a mock backend.
-fn origin(b: &MockBackend) -> String {
-    b.url.trim_end_matches("/backend").to_string()
-}
-
 async fn two_backends() -> (TestApp, MockBackend, MockBackend) {
     let orders = Behaviour::ok(r#"{"status":"shipped"}"#);
     two_backends_with(test_policy(), orders).await
@@ -44,8 +39,8 @@ method = "GET"
 path = "/orders/{{id}}"
 backend = "{o}/orders/{{id}}"
 "#,
-        p = origin(&payments),
-        o = origin(&orders)
+        p = payments.origin(),
+        o = orders.origin()
     );
     let app = spawn_app_routed(policy, &routes).await;
     (app, payments, orders)
@@ -201,15 +196,15 @@ async fn one_slow_backend_switches_only_its_own_routes_to_async() {
     assert_eq!(r.json::<Value>().await.unwrap()["reason"], "circuit_open");
     let h: Value = app.get("/health").await.json().await.unwrap();
     assert_eq!(h["mode"], "async", "{h}");
-    assert_eq!(h["breakers"][origin(&orders)]["state"], "open", "{h}");
-    assert_eq!(h["breakers"][origin(&payments)]["state"], "closed", "{h}");
+    assert_eq!(h["breakers"][orders.origin()]["state"], "open", "{h}");
+    assert_eq!(h["breakers"][payments.origin()]["state"], "closed", "{h}");
     let listed: Vec<(&str, &str)> = h["routes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| (r["name"].as_str().unwrap(), r["group"].as_str().unwrap()))
         .collect();
-    let (pay, ord) = (origin(&payments), origin(&orders));
+    let (pay, ord) = (payments.origin(), orders.origin());
     assert_eq!(
         listed,
         [
@@ -231,7 +226,7 @@ async fn a_sync_only_route_answers_503_instead_of_a_ticket() {
     let routes = format!(
         "[[route]]\nname = \"balance\"\nmethod = \"GET\"\npath = \"/balance/{{id}}\"\n\
          backend = \"{}/balance/{{id}}\"\nsync_only = true\n",
-        origin(&slow)
+        slow.origin()
     );
     let app = spawn_app_routed(test_policy(), &routes).await;
     for prefer in ["", "respond-async"] {
@@ -265,7 +260,7 @@ async fn listed_response_headers_come_back_on_every_path() {
     let routes = format!(
         "[[route]]\nname = \"order\"\nmethod = \"GET\"\npath = \"/orders/{{id}}\"\n\
          backend = \"{}/orders/{{id}}\"\nresponse_headers = [\"ETag\"]\n",
-        origin(&backend)
+        backend.origin()
     );
     let app = spawn_app_routed(test_policy(), &routes).await;
     let get = |prefer: &'static str| {

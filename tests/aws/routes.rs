@@ -12,10 +12,6 @@ use serde_json::Value;
 
 use crate::stack::{body, failures, Stack};
 
-fn origin(b: &MockBackend) -> String {
-    b.url.trim_end_matches("/backend").to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_functions_route_by_the_routes_file() {
     let payments = MockBackend::start(Behaviour::status(201, r#"{"id":"p_1"}"#)).await;
@@ -29,8 +25,8 @@ async fn the_functions_route_by_the_routes_file() {
              backend = \"{}/v1/payments\"\nforward_headers = [\"authorization\"]\n\n\
              [[route]]\nname = \"order\"\nmethod = \"GET\"\npath = \"/orders/{{id}}\"\n\
              backend = \"{}/orders/{{id}}\"\n",
-            origin(&payments),
-            origin(&orders)
+            payments.origin(),
+            orders.origin()
         ),
     )
     .unwrap();
@@ -112,7 +108,7 @@ async fn the_functions_route_by_the_routes_file() {
             .await
             .expect("api answered");
         let both =
-            item_of(origin(&payments)).await.is_some() && item_of(origin(&orders)).await.is_some();
+            item_of(payments.origin()).await.is_some() && item_of(orders.origin()).await.is_some();
         if both {
             found = true;
             break;

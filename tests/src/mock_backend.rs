@@ -112,6 +112,11 @@ impl MockBackend {
         Self { url, inner }
     }
 
+    /// `http://127.0.0.1:port`: where routes point their backend URLs.
+    pub fn origin(&self) -> String {
+        self.url.trim_end_matches("/backend").to_string()
+    }
+
     pub fn set_default(&self, b: Behaviour) {
         self.inner.lock().expect("lock").default = b;
     }

@@ -133,9 +133,7 @@ pub async fn submit(
     let bytes = to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::TooLarge { limit })?;
-    let has_body =
-        !bytes.is_empty() || matches!(method, Method::POST | Method::PUT | Method::PATCH);
-    if is_json(content_type) && has_body {
+    if is_json(content_type) && failover_core::route::has_body(method.as_str(), &bytes) {
         if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
             return Err(ApiError::MalformedJson(format!(
                 "the body is not JSON: {e}"

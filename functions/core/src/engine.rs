@@ -243,9 +243,7 @@ impl Engine {
             Lookup::MethodNotAllowed(allow) => return Err(SubmitError::MethodNotAllowed { allow }),
             Lookup::NotFound => return Err(SubmitError::NotFound),
         };
-        let has_body =
-            !sub.body.is_empty() || matches!(route.method.as_str(), "POST" | "PUT" | "PATCH");
-        if has_body && !route.accepts(&sub.content_type) {
+        if crate::route::has_body(&route.method, &sub.body) && !route.accepts(&sub.content_type) {
             let accepted = route.content_types.clone();
             return Err(SubmitError::UnsupportedMediaType { accepted });
         }

@@ -21,7 +21,6 @@ use std::sync::Mutex;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use failover_core::ports::StoreError;
-use sha2::{Digest, Sha256};
 
 use super::unavailable;
 
@@ -36,11 +35,9 @@ pub struct S3Blobs {
     known: Mutex<HashSet<String>>,
 }
 
+/// SHA-256, hex (the same digest that fingerprints idempotent requests).
 fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    failover_core::idempotency::fingerprint(bytes)
 }
 
 impl S3Blobs {

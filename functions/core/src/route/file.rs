@@ -220,10 +220,7 @@ fn backend(url: &str, segments: &[Segment]) -> Result<(), String> {
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("backend {url:?}: must be http or https"));
     }
-    let authority_end = url.find("://").map_or(0, |i| i + 3);
-    let host_part = &url[authority_end..];
-    let host_part = host_part.split('/').next().unwrap_or("");
-    if host_part.contains('{') {
+    if origin(url).contains('{') {
         return Err(format!(
             "backend {url:?}: parameters go in the path, not the host"
         ));
@@ -338,7 +335,7 @@ fn validate(spec: Spec, base: &Policy) -> Result<Route, String> {
     })
 }
 
-/// `scheme://host:port` of a valid backend template.
+/// `scheme://host:port` of a backend template (everything before its path).
 fn origin(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     let end = url[start..].find('/').map_or(url.len(), |i| start + i);

@@ -68,6 +68,13 @@ fn is_one_segment(value: &str) -> bool {
     !value.is_empty() && dots != "." && dots != ".." && !value.contains(['\\', '?', '#'])
 }
 
+/// Whether a request has a body to check and forward: any non-empty one,
+/// and always for the methods that send one (an empty POST is still a
+/// body, of the wrong kind if the route takes JSON).
+pub fn has_body(method: &str, body: &[u8]) -> bool {
+    !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH")
+}
+
 /// What a request's method and path found.
 #[derive(Debug)]
 pub enum Lookup<'a> {
