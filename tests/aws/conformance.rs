@@ -39,7 +39,7 @@ async fn dynamodb_idempotency_store() {
 #[tokio::test]
 async fn dynamodb_health_store() {
     let env = fresh().await;
-    conformance::health_store(Arc::new(env.store())).await;
+    conformance::health_store(Arc::new(env.store().health_reading("g-1", 3))).await;
 }
 
 #[tokio::test]
@@ -82,5 +82,109 @@ async fn with_s3_down_only_large_bodies_fail_and_nothing_dangles() {
     assert_eq!(
         TicketStore::get(&store, &small.id).await.unwrap(),
         Some(small)
+    );
+}
+
+/// The record and its views at their largest (a 280-byte group label, the
+/// template's longest window, every number at its widest) cost no more
+/// write and read units than the adapter declares, which its report budget
+/// and the fleet simulation rely on; and not much less (the budget would
+/// waste the record's capacity).
+#[tokio::test]
+async fn dynamodb_health_items_cost_what_the_adapter_declares() {
+    use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+    use failover_adapters::aws::{record_bytes, view_bytes};
+    use failover_core::breaker::rules::{BreakerState, Bucket, Mode};
+    use failover_core::breaker::store::View;
+    use failover_core::breaker::HealthStore;
+
+    const WINDOW_S: i64 = 120;
+    let env = fresh().await;
+    let group = "g".repeat(280);
+    let health = env.store().health_reading(&group, 0);
+    let widest = BreakerState {
+        mode: Mode::HalfOpen {
+            probe_since_ms: Some(i64::MIN),
+            healthy: u32::MAX,
+        },
+        open_period_ms: u64::MAX,
+        window_from_s: i64::MIN,
+        closed_at_ms: Some(i64::MIN),
+        transitions: u64::MAX - 1,
+        version: 1,
+    };
+    health.replace(&widest).await.expect("state");
+    let second = 9_999_999_999 - WINDOW_S;
+    let counts: Vec<Bucket> = (0..WINDOW_S)
+        .map(|i| Bucket {
+            second: second + i,
+            calls: u32::MAX / 2,
+            errors: u32::MAX / 2,
+            slow: u32::MAX / 2,
+            busy_ms: u64::MAX / 2,
+            refreshes: u32::MAX / 2,
+        })
+        .collect();
+    let record = health.exchange(&counts, WINDOW_S).await.expect("counts");
+    assert_eq!(record.window.len(), WINDOW_S as usize);
+    health
+        .publish_view(&View {
+            record,
+            taken_ms: i64::MIN,
+        })
+        .await
+        .expect("publish");
+
+    let client = aws_sdk_dynamodb::Client::new(&env.sdk);
+    let units = |c: Option<&aws_sdk_dynamodb::types::ConsumedCapacity>| {
+        c.and_then(|c| c.capacity_units).expect("consumed capacity")
+    };
+    let key = |k: String| AttributeValue::S(k);
+    let write = client
+        .update_item()
+        .table_name(&env.table)
+        .key("pk", key(format!("H#breaker#{group}")))
+        .update_expression("ADD seq :one")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+        .send()
+        .await
+        .expect("write");
+    let declared = record_bytes(WINDOW_S).div_ceil(1024) as f64;
+    let used = units(write.consumed_capacity());
+    println!("record write: {used} of {declared}");
+    assert!(
+        used <= declared && used >= declared - 1.0,
+        "record: {used} of {declared}"
+    );
+
+    let view_key = key(format!("H#view#0#{group}"));
+    let read = client
+        .get_item()
+        .table_name(&env.table)
+        .key("pk", view_key.clone())
+        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+        .send()
+        .await
+        .expect("read");
+    let item = read.item().cloned().expect("the view");
+    let declared = 0.5 * view_bytes(WINDOW_S).div_ceil(4096) as f64;
+    let used = units(read.consumed_capacity());
+    println!("view read: {used} of {declared}");
+    assert!(used <= declared, "view read: {used} of {declared}");
+    let rewrite = client
+        .put_item()
+        .table_name(&env.table)
+        .set_item(Some(item))
+        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+        .send()
+        .await
+        .expect("rewrite");
+    let declared = view_bytes(WINDOW_S).div_ceil(1024) as f64;
+    let used = units(rewrite.consumed_capacity());
+    println!("view write: {used} of {declared}");
+    assert!(
+        used <= declared && used >= declared - 2.0,
+        "view: {used} of {declared}"
     );
 }

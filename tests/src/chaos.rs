@@ -1,6 +1,7 @@
 //! A fault at one chosen operation: any adapters (in memory, SQLite, or
-//! DynamoDB, SQS and SNS on the emulators) and the backend behind a layer
-//! that numbers every store, queue, topic and backend call across the run
+//! DynamoDB, SQS and SNS on the emulators), the fleet's health store and
+//! the backend behind a layer that numbers every store, queue, topic,
+//! health and backend call across the run
 //! and, at the numbers a
 //! schedule names, fails it (error), never answers it (timeout), answers
 //! only after applying it 30 s later (a write that lands after its
@@ -20,6 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use failover_core::breaker::rules::{BreakerState, Bucket};
+use failover_core::breaker::store::{Budget, HealthRecord, View};
+use failover_core::breaker::{HealthStore, InProcessHealth};
 use failover_core::ports::{
     Backend, BackendError, BackendRequest, BackendResponse, Delivery, EventPublisher, IdemRecord,
     IdempotencyStore, NotifyError, Queue, QueueError, QueueStats, StoreError, TicketStore,
@@ -102,15 +106,23 @@ impl Plan {
 pub struct Chaos<S> {
     pub inner: S,
     backend: Arc<dyn Backend>,
+    /// The fleet's health store, which outlives a process.
+    health: Arc<InProcessHealth>,
     plan: Arc<Plan>,
     dead: Arc<AtomicBool>,
 }
 
 impl<S: Ports> Chaos<S> {
-    pub fn new(inner: S, backend: Arc<dyn Backend>, plan: Arc<Plan>) -> Self {
+    pub fn new(
+        inner: S,
+        backend: Arc<dyn Backend>,
+        health: Arc<InProcessHealth>,
+        plan: Arc<Plan>,
+    ) -> Self {
         Self {
             inner,
             backend,
+            health,
             plan,
             dead: Arc::default(),
         }
@@ -308,6 +320,47 @@ impl<S: Ports> EventPublisher for Chaos<S> {
             NotifyError,
         )
         .await
+    }
+}
+
+/// The health store of a fleet so large for its budget that even one
+/// process samples (reports one refresh in two, reads and publishes
+/// views): every path of the fleet gate meets the faults.
+#[async_trait]
+impl<S: Ports> HealthStore for Chaos<S> {
+    async fn exchange(&self, counts: &[Bucket], window_s: i64) -> Result<HealthRecord, StoreError> {
+        let (h, counts) = (self.health.clone(), counts.to_vec());
+        let name = match counts.is_empty() {
+            true => "health read",
+            false => "health report",
+        };
+        let op = async move { h.exchange(&counts, window_s).await };
+        self.run_as(name, op, store, false).await
+    }
+
+    async fn replace(&self, next: &BreakerState) -> Result<(), StoreError> {
+        let (h, next) = (self.health.clone(), next.clone());
+        let op = async move { h.replace(&next).await };
+        self.run_as("health write", op, store, false).await
+    }
+
+    async fn read_view(&self) -> Result<Option<View>, StoreError> {
+        let h = self.health.clone();
+        let op = async move { h.read_view().await };
+        self.run_as("health view read", op, store, false).await
+    }
+
+    async fn publish_view(&self, view: &View) -> Result<(), StoreError> {
+        let (h, view) = (self.health.clone(), view.clone());
+        let op = async move { h.publish_view(&view).await };
+        self.run_as("health view publish", op, store, false).await
+    }
+
+    fn budget(&self, _window_s: i64) -> Budget {
+        Budget {
+            reports_per_s: 0.5,
+            views_per_s: 1.0,
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use failover_core::breaker::{Breaker, HealthGate, HealthGates};
+use failover_core::breaker::{Breaker, HealthGate, HealthGates, InProcessHealth};
 use failover_core::engine::{Answer, Submission, SubmitError};
 use failover_core::ports::{
     Backend, BackendError, BackendRequest, BackendResponse, Queue, TicketStore, TokioClock,
@@ -115,6 +115,7 @@ struct Process<S> {
 
 struct Run<S> {
     store: S,
+    health: Arc<InProcessHealth>,
     plan: Arc<Plan>,
     backend: Arc<Backend3>,
     clock: Arc<TokioClock>,
@@ -137,9 +138,11 @@ impl<S: Ports> Run<S> {
     ) -> Self {
         let plan = Plan::new(faults, guard_io);
         let backend = Arc::new(Backend3::default());
-        let process = Self::start(&store, &plan, &backend, &clock, follow);
+        let health = Arc::new(InProcessHealth::default());
+        let process = Self::start(&store, &health, &plan, &backend, &clock, follow);
         Self {
             store,
+            health,
             plan,
             backend,
             clock,
@@ -150,6 +153,7 @@ impl<S: Ports> Run<S> {
 
     fn start(
         store: &S,
+        health: &Arc<InProcessHealth>,
         plan: &Arc<Plan>,
         backend: &Arc<Backend3>,
         clock: &Arc<TokioClock>,
@@ -157,15 +161,17 @@ impl<S: Ports> Run<S> {
     ) -> Process<S> {
         let policy = Arc::new(policy());
         let routes = Arc::new(RouteTable::parse(ROUTES, "explore", &policy).expect("routes"));
-        let ports = Chaos::new(store.clone(), backend.clone(), plan.clone());
+        let ports = Chaos::new(store.clone(), backend.clone(), health.clone(), plan.clone());
         let port = Arc::new(ports.clone());
         let deps = Deps {
             backend: port.clone(),
             tickets: port.clone(),
             idempotency: port.clone(),
             queue: port.clone(),
+            // A fleet's gate, over the chaos layer's health store.
             health: Arc::new(HealthGates::new(&routes, |_, p| {
-                Arc::new(Breaker::new(p)) as Arc<dyn HealthGate>
+                let shared = Breaker::shared(p, port.clone(), clock.clone(), p.health_cache);
+                Arc::new(shared.seeded(17)) as Arc<dyn HealthGate>
             })),
             clock: clock.clone(),
             metrics: Arc::new(failover_core::metrics::LogMetrics),
@@ -186,8 +192,8 @@ impl<S: Ports> Run<S> {
     /// The process, restarted if it crashed.
     fn live(&mut self) -> &Process<S> {
         if self.process.ports.is_dead() {
-            let (s, p, b, c) = (&self.store, &self.plan, &self.backend, &self.clock);
-            self.process = Self::start(s, p, b, c, self.follow);
+            let (s, h, p) = (&self.store, &self.health, &self.plan);
+            self.process = Self::start(s, h, p, &self.backend, &self.clock, self.follow);
         }
         &self.process
     }
@@ -299,6 +305,7 @@ pub async fn explore<S: Ports>(
     follow: bool,
     guard_io: bool,
 ) -> Result<usize, String> {
+    let fault_free = faults.is_empty();
     let mut run = Run::new(store, clock, faults, follow, guard_io);
     let mut outcomes = BTreeMap::new();
     outcomes.insert(BODY_1, run.submit(BODY_1, None, true).await);
@@ -307,6 +314,15 @@ pub async fn explore<S: Ports>(
     run.work(40).await;
     run.sweep().await;
     let ops = run.plan.ops();
+    if fault_free {
+        // The fleet gate's sampled paths are among the operations faulted.
+        let trace = run.plan.trace.lock().expect("trace").clone();
+        for path in ["health report", "health view read", "health view publish"] {
+            if !trace.contains(&path) {
+                return Err(format!("no {path} to fault: {trace:?}"));
+            }
+        }
+    }
 
     // Recovery: no more faults; the keyed client retries its 503.
     run.plan.stop_faults();

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use failover_core::breaker::rules::{BreakerState, Bucket, Mode};
+use failover_core::breaker::store::{HealthRecord, View};
 use failover_core::breaker::HealthStore;
 use failover_core::ports::StoreError;
 
@@ -26,22 +27,25 @@ fn count(second: i64, calls: u32, errors: u32, slow: u32) -> Bucket {
         slow,
         // Distinct from the other counts, so a swapped attribute shows.
         busy_ms: u64::from(calls) * 1_000 + u64::from(errors) * 10 + u64::from(slow) * 3,
+        refreshes: calls * 7,
     }
 }
 
 /// The stored slot holding `second`, if any.
 async fn slot(store: &dyn HealthStore, second: i64) -> Option<Bucket> {
-    let (_, window) = store.exchange(&[], WINDOW_S).await.expect("read");
-    window
+    let record = store.exchange(&[], WINDOW_S).await.expect("read");
+    record
+        .window
         .into_iter()
         .find(|b| b.second == second && b.calls > 0)
 }
 
 pub async fn health_store(store: Arc<dyn HealthStore>) {
     // Nothing written yet.
-    let (state0, window) = store.exchange(&[], WINDOW_S).await.expect("read");
-    assert_eq!(state0, None);
-    assert_eq!(window.iter().map(|b| b.calls).sum::<u32>(), 0);
+    let empty = store.exchange(&[], WINDOW_S).await.expect("read");
+    assert_eq!(empty.state, None);
+    assert_eq!(empty.window.iter().map(|b| b.calls).sum::<u32>(), 0);
+    assert_eq!(store.read_view().await.expect("read view"), None);
 
     // The state is replaced only on the version read.
     let open = state(1, Mode::Open { until_ms: 1_000 });
@@ -65,11 +69,11 @@ pub async fn health_store(store: Arc<dyn HealthStore>) {
     store.replace(&half).await.expect("next version");
 
     // Counts add up in their second's slot, and leave the state alone.
-    let (after, _) = store
+    let after = store
         .exchange(&[count(1_000, 2, 1, 0), count(1_001, 1, 0, 0)], WINDOW_S)
         .await
         .expect("add");
-    assert_eq!(after, Some(half.clone()));
+    assert_eq!(after.state, Some(half.clone()));
     store
         .exchange(&[count(1_000, 3, 0, 1)], WINDOW_S)
         .await
@@ -115,6 +119,60 @@ pub async fn health_store(store: Arc<dyn HealthStore>) {
         }
     }
     assert_eq!(won, 1);
-    let (last, _) = store.exchange(&[], WINDOW_S).await.expect("read");
-    assert_eq!(last.map(|s| s.version), Some(3));
+    let last = store.exchange(&[], WINDOW_S).await.expect("read");
+    assert_eq!(last.state.map(|s| s.version), Some(3));
+    // A bucket of refreshes alone (an instance reporting no calls) counts.
+    let idle = Bucket {
+        second: 1_041,
+        refreshes: 12,
+        ..Bucket::default()
+    };
+    store.exchange(&[idle], WINDOW_S).await.expect("add");
+    assert_eq!(slot(&*store, 1_041).await, None, "no calls in it");
+    let record = store.exchange(&[], WINDOW_S).await.expect("read");
+    assert!(record.window.contains(&idle), "{:?}", record.window);
+    views(&*store, record).await;
+}
+
+/// `seq` orders every write, and a view is replaced only by a later one.
+async fn views(store: &dyn HealthStore, record: HealthRecord) {
+    // Counts and state writes bump it; reads do not.
+    let again = store.exchange(&[], WINDOW_S).await.expect("read");
+    assert_eq!(again.seq, record.seq);
+    let counted = store
+        .exchange(&[count(1_042, 1, 0, 0)], WINDOW_S)
+        .await
+        .expect("add");
+    assert!(counted.seq > record.seq);
+    let open = state(4, Mode::Open { until_ms: 9 });
+    store.replace(&open).await.expect("next version");
+    let replaced = store.exchange(&[], WINDOW_S).await.expect("read");
+    assert!(replaced.seq > counted.seq);
+
+    let view = |record: &HealthRecord, taken_ms| View {
+        record: record.clone(),
+        taken_ms,
+    };
+    let newer = view(&replaced, 2_000);
+    store.publish_view(&newer).await.expect("publish");
+    assert_eq!(
+        store.read_view().await.expect("read view"),
+        Some(newer.clone())
+    );
+    // A slower publisher's older view does not put the old state back.
+    store
+        .publish_view(&view(&counted, 3_000))
+        .await
+        .expect("an older view is no error");
+    assert_eq!(store.read_view().await.expect("read view"), Some(newer));
+    let latest = view(&record_after(store).await, 4_000);
+    store.publish_view(&latest).await.expect("publish");
+    assert_eq!(store.read_view().await.expect("read view"), Some(latest));
+}
+
+async fn record_after(store: &dyn HealthStore) -> HealthRecord {
+    store
+        .exchange(&[count(1_043, 3, 2, 1)], WINDOW_S)
+        .await
+        .expect("add")
 }

@@ -1,34 +1,64 @@
-//! The fleet's circuit breakers in the ticket table: one item per breaker
-//! group, `H#breaker` (without a routes file) or `H#breaker#<group>`.
+//! The fleet's circuit breakers in the ticket table: one record item per
+//! breaker group, `H#breaker` (without a routes file) or `H#breaker#<group>`,
+//! and [`VIEW_COPIES`] view items per group (`health_view.rs`).
 //!
 //! | attribute | holds |
 //! |---|---|
 //! | `doc`, `version` | the [`BreakerState`] as JSON, and its compare-and-set version |
-//! | `ws<i>`, `wc<i>`, `we<i>`, `wl<i>`, `wb<i>` | window slot `i`: its second, calls, errors, slow calls, busy ms |
+//! | `seq` | bumped by every write: orders the views taken of the record |
+//! | `ws<i>`, `wc<i>`, `we<i>`, `wl<i>`, `wb<i>`, `wr<i>` | window slot `i`: its second, calls, errors, slow calls, busy ms, refreshes |
 //!
-//! Slots are counters that every instance `ADD`s to (no read-modify-write,
+//! Slots are counters that every reporter `ADD`s to (no read-modify-write,
 //! no lost updates); a slot still holding an older second is reset by a
 //! conditional `SET` first. The state is replaced only if `version` is the
 //! one the writer read, so one instance wins each transition. Every write
 //! returns the whole item, so sending counts and reading the breaker is one
-//! call. A slot is ~40 bytes, so with the default 30 s window the item is
-//! ~1.5 KB: a read is one read unit, a write two (writes cost the item's
-//! size; the template caps the window at 120 s, ~5 KB). Instances write once
-//! per `HEALTH_CACHE_MS` at most, which keeps the single item below
-//! DynamoDB's limit of 1,000 write units per second per item for fleets of
-//! hundreds of instances.
+//! call.
+//!
+//! A write costs the item's size in write units, and one item takes at most
+//! 1,000 units per second (its partition's limit), so the record declares a
+//! [`budget`]: the reports per second that fit in [`RECORD_WCU_BUDGET`] at
+//! the window's worst-case item size, and the views per second that keep
+//! every copy fresh. A larger fleet samples its reports to that rate (the
+//! gate's job), and its other instances read the views.
+//! The sizes are the adapter's claims; the conformance suite checks them
+//! against the units DynamoDB Local reports consuming.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::ReturnValue;
 use failover_core::breaker::rules::{BreakerState, Bucket};
-use failover_core::breaker::store::HealthRecord;
+use failover_core::breaker::store::{Budget, HealthRecord, View};
 use failover_core::breaker::HealthStore;
 use failover_core::ports::StoreError;
 
 use super::dynamodb::{conditional, encode, n, s, DynamoStore, Item};
 use super::env::TABLE_KEY;
+use super::health_view::VIEW_COPIES;
 
 const HEALTH_KEY: &str = "H#breaker";
+
+/// Write units per second the record may take from reports: 40% of the
+/// item's 1,000, leaving the rest to probe claims, transitions, reads
+/// of the record and the views that may share its partition.
+pub const RECORD_WCU_BUDGET: f64 = 400.0;
+
+/// The record's largest size: key (a group label of up to 280 bytes: a
+/// host name and port), state and counters, plus six numbers per window
+/// slot (names like `wb119`, values up to 20 digits).
+pub fn record_bytes(window_s: i64) -> usize {
+    const BASE: usize = 800;
+    const SLOT: usize = 6 * 5 + 5 * 6 + 11;
+    BASE + SLOT * window_s.max(1) as usize
+}
+
+/// The reports per second the record takes within [`RECORD_WCU_BUDGET`],
+/// and views enough to refresh the copies four times a second.
+pub fn budget(window_s: i64) -> Budget {
+    Budget {
+        reports_per_s: RECORD_WCU_BUDGET / record_bytes(window_s).div_ceil(1024) as f64,
+        views_per_s: 4.0,
+    }
+}
 
 fn number(item: &Item, name: &str) -> Option<i64> {
     item.get(name)?.as_n().ok()?.parse().ok()
@@ -36,7 +66,7 @@ fn number(item: &Item, name: &str) -> Option<i64> {
 
 fn record_of(item: Option<Item>, window_s: i64) -> Result<HealthRecord, StoreError> {
     let Some(item) = item else {
-        return Ok((None, Vec::new()));
+        return Ok(HealthRecord::default());
     };
     let state = match item.get("doc").and_then(|v| v.as_s().ok()) {
         Some(doc) => Some(
@@ -54,30 +84,51 @@ fn record_of(item: Option<Item>, window_s: i64) -> Result<HealthRecord, StoreErr
                 errors: count("we"),
                 slow: count("wl"),
                 busy_ms: number(&item, &format!("wb{i}")).unwrap_or(0) as u64,
+                refreshes: count("wr"),
             })
         })
         .collect();
-    Ok((state, slots))
+    Ok(HealthRecord {
+        state,
+        window: slots,
+        seq: number(&item, "seq").unwrap_or(0) as u64,
+    })
 }
 
-/// One breaker group's item.
+/// One breaker group's record, and the view copy this instance reads.
 #[derive(Clone)]
 pub struct GroupHealth {
-    store: DynamoStore,
+    pub(super) store: DynamoStore,
     key: String,
+    /// `#<group>`, or empty for the gateway without a routes file.
+    pub(super) suffix: String,
+    /// The copy of the view this instance reads.
+    pub(super) copy: usize,
 }
 
 impl DynamoStore {
     /// The health store of breaker group `group` (`""`: the gateway without
-    /// a routes file, whose item keeps its old key).
+    /// a routes file, whose item keeps its old key), reading one of the
+    /// group's view copies picked at random (so readers spread over them).
     pub fn health(&self, group: &str) -> GroupHealth {
-        let key = match group {
-            "" => HEALTH_KEY.to_string(),
-            g => format!("{HEALTH_KEY}#{g}"),
+        use std::hash::{BuildHasher, Hasher};
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        self.health_reading(group, random as usize % VIEW_COPIES)
+    }
+
+    /// The same, reading view copy `copy`.
+    pub fn health_reading(&self, group: &str, copy: usize) -> GroupHealth {
+        let suffix = match group {
+            "" => String::new(),
+            g => format!("#{g}"),
         };
         GroupHealth {
             store: self.clone(),
-            key,
+            key: format!("{HEALTH_KEY}{suffix}"),
+            suffix,
+            copy,
         }
     }
 }
@@ -88,10 +139,13 @@ impl GroupHealth {
     async fn add_count(&self, c: &Bucket, window_s: i64) -> Result<Option<Item>, StoreError> {
         let i = c.second.rem_euclid(window_s);
         let steps = [
-            ("#s = :sec", "ADD #c :c, #e :e, #l :l, #b :b"),
+            (
+                "#s = :sec",
+                "ADD #c :c, #e :e, #l :l, #b :b, #r :r, seq :one",
+            ),
             (
                 "attribute_not_exists(#s) OR #s < :sec",
-                "SET #s = :sec, #c = :c, #e = :e, #l = :l, #b = :b",
+                "SET #s = :sec, #c = :c, #e = :e, #l = :l, #b = :b, #r = :r ADD seq :one",
             ),
         ];
         // Add if the slot holds this second, else reset it; another instance
@@ -110,11 +164,14 @@ impl GroupHealth {
                 .expression_attribute_names("#e", format!("we{i}"))
                 .expression_attribute_names("#l", format!("wl{i}"))
                 .expression_attribute_names("#b", format!("wb{i}"))
+                .expression_attribute_names("#r", format!("wr{i}"))
                 .expression_attribute_values(":sec", n(c.second))
                 .expression_attribute_values(":c", n(c.calls))
                 .expression_attribute_values(":e", n(c.errors))
                 .expression_attribute_values(":l", n(c.slow))
                 .expression_attribute_values(":b", n(c.busy_ms))
+                .expression_attribute_values(":r", n(c.refreshes))
+                .expression_attribute_values(":one", n(1))
                 .return_values(ReturnValue::AllNew)
                 .send()
                 .await;
@@ -139,6 +196,18 @@ impl HealthStore for DynamoStore {
     async fn replace(&self, next: &BreakerState) -> Result<(), StoreError> {
         self.health("").replace(next).await
     }
+
+    async fn read_view(&self) -> Result<Option<View>, StoreError> {
+        self.health("").read_view().await
+    }
+
+    async fn publish_view(&self, view: &View) -> Result<(), StoreError> {
+        self.health("").publish_view(view).await
+    }
+
+    fn budget(&self, window_s: i64) -> Budget {
+        budget(window_s)
+    }
 }
 
 #[async_trait]
@@ -146,7 +215,7 @@ impl HealthStore for GroupHealth {
     async fn exchange(&self, counts: &[Bucket], window_s: i64) -> Result<HealthRecord, StoreError> {
         let window_s = window_s.max(1);
         let mut item = None;
-        for c in counts.iter().filter(|c| c.calls > 0) {
+        for c in counts.iter().filter(|c| c.calls > 0 || c.refreshes > 0) {
             if let Some(after) = self.add_count(c, window_s).await? {
                 item = Some(after);
             }
@@ -169,9 +238,10 @@ impl HealthStore for GroupHealth {
             .table_name(&self.store.table)
             .key(TABLE_KEY, s(&self.key))
             .condition_expression(condition)
-            .update_expression("SET doc = :doc, version = :v")
+            .update_expression("SET doc = :doc, version = :v ADD seq :one")
             .expression_attribute_values(":doc", s(encode(next)?))
-            .expression_attribute_values(":v", n(next.version));
+            .expression_attribute_values(":v", n(next.version))
+            .expression_attribute_values(":one", n(1));
         if next.version > 1 {
             update = update.expression_attribute_values(":prev", n(next.version - 1));
         }
@@ -180,5 +250,17 @@ impl HealthStore for GroupHealth {
             .await
             .map(|_| ())
             .map_err(|e| conditional(e, |se| se.is_conditional_check_failed_exception()))
+    }
+
+    async fn read_view(&self) -> Result<Option<View>, StoreError> {
+        self.read_copy().await
+    }
+
+    async fn publish_view(&self, view: &View) -> Result<(), StoreError> {
+        self.publish_copy(view).await
+    }
+
+    fn budget(&self, window_s: i64) -> Budget {
+        budget(window_s)
     }
 }

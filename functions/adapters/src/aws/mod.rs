@@ -22,6 +22,7 @@ mod blobs;
 mod dynamodb;
 pub mod env;
 mod health;
+mod health_view;
 mod parts;
 mod sns;
 mod sqs;
@@ -35,6 +36,8 @@ use failover_core::ports::StoreError;
 
 pub use blobs::S3Blobs;
 pub use dynamodb::DynamoStore;
+pub use health::{budget, record_bytes, GroupHealth, RECORD_WCU_BUDGET};
+pub use health_view::{view_bytes, VIEW_COPIES};
 pub use parts::INLINE_MAX;
 pub use sns::SnsPublisher;
 pub use sqs::SqsQueue;

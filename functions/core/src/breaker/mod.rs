@@ -103,4 +103,6 @@ pub trait HealthGate: Send + Sync {
 }
 
 #[cfg(test)]
+mod sampled_tests;
+#[cfg(test)]
 mod tests;

@@ -85,6 +85,10 @@ pub struct Bucket {
     /// Their summed duration: by Little's law, a second's busy time over
     /// 1,000 ms is how many calls were in flight on average.
     pub busy_ms: u64,
+    /// Refreshes reported in this second, each weighted by its sampling
+    /// weight: how many refreshes per second the fleet makes (its size).
+    #[serde(default)]
+    pub refreshes: u32,
 }
 
 impl Bucket {
@@ -93,6 +97,19 @@ impl Bucket {
         self.errors += other.errors;
         self.slow += other.slow;
         self.busy_ms += other.busy_ms;
+        self.refreshes += other.refreshes;
+    }
+
+    /// These counts as a sample standing for `weight` times as many.
+    pub fn scaled(&self, weight: u32) -> Self {
+        Self {
+            second: self.second,
+            calls: self.calls.saturating_mul(weight),
+            errors: self.errors.saturating_mul(weight),
+            slow: self.slow.saturating_mul(weight),
+            busy_ms: self.busy_ms.saturating_mul(u64::from(weight)),
+            refreshes: self.refreshes.saturating_mul(weight),
+        }
     }
 }
 
@@ -163,6 +180,21 @@ impl Rules {
             .map(|b| b.busy_ms)
             .sum();
         busy as f64 / (LOAD_SECONDS * 1000) as f64
+    }
+
+    /// The fleet's refreshes per second: the most any of the last three
+    /// seconds holds. The oldest is complete (a refresh is counted in the
+    /// second of the latest call it reports, at most one cache period old);
+    /// the newer ones only ever hold less, unless the fleet is growing.
+    pub fn refreshes<'a>(&self, buckets: impl IntoIterator<Item = &'a Bucket>, now_ms: i64) -> u32 {
+        let current = now_ms.div_euclid(1000);
+        let mut per_second = [0u32; 3];
+        for b in buckets {
+            if let Some(i) = usize::try_from(current - b.second).ok().filter(|i| *i < 3) {
+                per_second[i] = per_second[i].saturating_add(b.refreshes);
+            }
+        }
+        per_second.into_iter().max().unwrap_or(0)
     }
 
     /// The share of sync attempts to shed at this load so that the rest

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::rules::{BreakerState, Bucket};
-use super::store::HealthRecord;
+use super::store::{HealthRecord, View};
 use super::*;
 use crate::config::Policy;
 use crate::metrics::{Metric, Metrics};
@@ -210,6 +210,14 @@ impl HealthStore for Switchable {
     async fn replace(&self, next: &BreakerState) -> Result<(), StoreError> {
         self.check()?;
         self.inner.replace(next).await
+    }
+    async fn read_view(&self) -> Result<Option<View>, StoreError> {
+        self.check()?;
+        self.inner.read_view().await
+    }
+    async fn publish_view(&self, view: &View) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.publish_view(view).await
     }
 }
 
@@ -417,4 +425,30 @@ async fn the_instance_breaker_reports_transitions_only_while_it_decides() {
     advance(Duration::from_secs(5)).await;
     assert_eq!(gate.admit().await, Admission::Probe);
     assert_eq!(*recorder.0.lock().unwrap(), vec!["open", "half_open"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_instance_breaker_takes_the_fleets_verdict_rather_than_probing_alone() {
+    let store = Arc::new(Switchable::default());
+    let gates = fleet(2, &store);
+    // Instance 0's own calls open its breaker, and the fleet's.
+    calls(&gates[0], 10, CallOutcome::Error, 5).await;
+    assert!(matches!(gates[0].admit().await, Admission::Open { .. }));
+    // The fleet recovers through instance 1's probes.
+    advance(Duration::from_secs(6)).await;
+    for _ in 0..3 {
+        let p = gates[1].admit().await;
+        assert_eq!(p, Admission::Probe);
+        gates[1]
+            .record(p, CallOutcome::Answered, Duration::from_millis(5))
+            .await;
+    }
+    advance(TTL).await;
+    assert_eq!(gates[0].admit().await, Admission::Sync);
+    // The store goes: instance 0 decides alone, from the fleet's closed
+    // breaker, not from its own expired open one (a probe).
+    store.down.store(true, Ordering::SeqCst);
+    advance(TTL).await;
+    assert_eq!(gates[0].admit().await, Admission::Sync);
+    assert_eq!(gates[0].snapshot().await.scope, "instance");
 }

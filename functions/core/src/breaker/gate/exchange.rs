@@ -6,12 +6,39 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{Breaker, Cache};
-use crate::breaker::rules::{BreakerState, Mode};
+use crate::breaker::rules::{BreakerState, Bucket, Mode};
+use crate::breaker::store::{HealthRecord, View};
 use crate::metrics::Metric;
 use crate::ports::StoreError;
 
 /// A store call slower than this counts as the store being unreachable.
 const STORE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// A view older than this many cache periods is not trusted: one instance
+/// in `weight` reads the record itself and republishes it.
+const VIEW_MAX_AGE_TTLS: i64 = 3;
+
+/// Past this many cache periods, every instance reads around the view.
+const VIEW_OLDEST_TTLS: i64 = 30;
+
+/// Where a refresh got the record from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    /// Its own report's answer.
+    Report,
+    /// The record itself, read because the view was missing or stale.
+    Record,
+    /// A view, taken at `taken_ms`.
+    View { taken_ms: i64 },
+}
+
+/// About how many instances per second may try to claim a due probe: each
+/// refresh draws whether its instance may, so that thousands of instances
+/// do not all race to write the one half-open slot.
+const CLAIMERS_PER_S: f64 = 10.0;
+
+/// The most a failing instance multiplies its sampling weight by.
+const MAX_BACKOFF: u32 = 1024;
 
 impl Breaker {
     /// Records why the store failed (`None`: it answered), handing the
@@ -32,36 +59,79 @@ impl Breaker {
 
     /// Sends this instance's counts, reads the state and window back, and
     /// opens the breaker if the (fleet's) window says so.
+    ///
+    /// A fleet larger than the store's report budget samples: each refresh
+    /// reports with probability `1 / weight`, its counts scaled by
+    /// `weight`, and some of those publish what they read back as the view;
+    /// the others drop their counts (the sample stands for them) and read
+    /// the view. Only what was read from the record itself may open the
+    /// breaker, so thousands of readers of one tripped view do not all race
+    /// to write.
     pub(super) async fn refresh(&self, now: i64) {
         let Ok(_one) = self.refreshing.try_lock() else {
             return; // another call is refreshing; the copy will do
         };
-        let pending = std::mem::take(&mut self.cache().pending);
-        let read = self
-            .call(self.store.exchange(&pending, self.rules.window_s))
-            .await;
-        let (state, totals) = {
+        let (pending, weight, known) = {
+            let mut c = self.cache();
+            let pending = std::mem::take(&mut c.pending);
+            (
+                pending,
+                c.weight.saturating_mul(c.backoff),
+                c.fetched_ms.is_some(),
+            )
+        };
+        let (record, source) = match self.fetch(now, &pending, weight, known).await {
+            Ok(read) => read,
+            Err(e) => {
+                let mut c = self.cache();
+                c.fetched_ms = Some(now);
+                return self.set_unreachable(&mut c, Some(e.to_string()));
+            }
+        };
+        let direct = !matches!(source, Source::View { .. });
+        let (state, totals, publish) = {
             let mut c = self.cache();
             c.fetched_ms = Some(now);
-            match read {
-                Ok((state, window)) => {
-                    self.set_unreachable(&mut c, None);
-                    if let Some(state) = state {
-                        c.state = state;
-                    }
-                    c.window = window;
-                }
-                Err(e) => {
-                    self.set_unreachable(&mut c, Some(e.to_string()));
-                    return;
+            self.set_unreachable(&mut c, None);
+            if let Some(state) = &record.state {
+                // A view may be older than a transition this instance wrote.
+                if direct || state.version >= c.state.version {
+                    c.state = state.clone();
                 }
             }
+            c.window = record.window.clone();
+            // Counted as of when the copy was taken: a second that was
+            // under way then is not complete now.
+            let taken_ms = match source {
+                Source::View { taken_ms } => taken_ms,
+                _ => now,
+            };
+            let refreshes = f64::from(self.rules.refreshes(&c.window, taken_ms));
+            // Down at most by half a refresh: reports lost to throttling
+            // must not make the fleet look small and report more.
+            let weight = (refreshes / self.budget.reports_per_s).ceil().max(1.0) as u32;
+            c.weight = weight.max(c.weight / 2);
+            c.may_claim = refreshes * self.draw() < CLAIMERS_PER_S;
             let totals = self
                 .rules
                 .totals(&c.state, c.window.iter().chain(&c.pending), now);
-            (c.state.clone(), totals)
+            // Of the refreshes reading the record itself (about one in
+            // `weight`), enough publish to keep the views fresh; one that
+            // found the view stale always does.
+            let reads = refreshes / f64::from(c.weight);
+            let publish = c.weight > 1
+                && match source {
+                    Source::Report => self.draw() * reads < self.budget.views_per_s,
+                    Source::Record => true,
+                    Source::View { .. } => false,
+                };
+            (c.state.clone(), totals, publish)
         };
-        if state.mode == Mode::Closed && self.rules.tripped(&totals) {
+        if publish {
+            self.publish(record, now).await;
+        }
+        self.shadow(&state, now).await;
+        if direct && state.mode == Mode::Closed && self.rules.tripped(&totals) {
             let next = self.rules.open(&state, now, self.rules.open_ms);
             if let Err(StoreError::Conflict) = self.write(&state, next).await {
                 self.reload().await;
@@ -69,9 +139,136 @@ impl Breaker {
         }
     }
 
+    /// The record, and where it came from. A report that fails (a
+    /// throttled record) doubles this instance's backoff and falls back to
+    /// reading, like an instance that did not report. A view too old to trust is read around: by a newcomer's
+    /// report, or by reading the record, which one instance in `weight`
+    /// does (and publishes) while the others make do with the old view
+    /// for one more period, so that a fleet coming back from a store outage
+    /// does not read one item all at once. A view older than
+    /// [`VIEW_MAX_AGE_TTLS`] times that is not used at all.
+    async fn fetch(
+        &self,
+        now: i64,
+        pending: &[Bucket],
+        weight: u32,
+        known: bool,
+    ) -> Result<(HealthRecord, Source), StoreError> {
+        let reports = known && self.draw() * f64::from(weight) < 1.0;
+        let failed = match reports {
+            true => match self.backed_off(self.send(now, pending, weight).await) {
+                Ok(record) => return Ok((record, Source::Report)),
+                Err(_) => true,
+            },
+            false => false,
+        };
+        let ttl = self.cache_ttl_ms.max(1);
+        let view = self.call(self.store.read_view()).await?;
+        let age = view.as_ref().map_or(i64::MAX, |v| now - v.taken_ms);
+        if age <= VIEW_MAX_AGE_TTLS * ttl {
+            // Others' reports get through: the record is not throttled.
+            if !failed {
+                self.backed_off(Ok(()))?;
+            }
+        }
+        let view = view.map(|v| {
+            (
+                v.record,
+                Source::View {
+                    taken_ms: v.taken_ms,
+                },
+            )
+        });
+        if let Some(v) = view.clone().filter(|_| age <= VIEW_MAX_AGE_TTLS * ttl) {
+            return Ok(v);
+        }
+        if !known && !failed {
+            // A newcomer has no weight yet: it reports.
+            let record = self.backed_off(self.send(now, pending, 1).await)?;
+            return Ok((record, Source::Report));
+        }
+        if let Some(v) = view.filter(|_| age <= VIEW_OLDEST_TTLS * ttl) {
+            if self.draw() * f64::from(weight) >= 1.0 {
+                return Ok(v);
+            }
+        }
+        let record = self.call(self.store.exchange(&[], self.rules.window_s));
+        Ok((record.await?, Source::Record))
+    }
+
+    /// Passes a report's result through, doubling the backoff if it failed,
+    /// else halving it. A fresh view halves it too (the reports of others
+    /// get through); a read of the record does not (it is not a report).
+    fn backed_off<T>(&self, report: Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut c = self.cache();
+        c.backoff = match report {
+            Err(_) => c.backoff.saturating_mul(2).min(MAX_BACKOFF),
+            Ok(_) => (c.backoff / 2).max(1),
+        };
+        report
+    }
+
+    /// Sends the counts since the last refresh as one bucket (stamped with
+    /// the latest second they cover: one UpdateItem, not one per second),
+    /// counting this refresh, all scaled by `weight`.
+    async fn send(
+        &self,
+        now: i64,
+        pending: &[Bucket],
+        weight: u32,
+    ) -> Result<HealthRecord, StoreError> {
+        let mut sum = Bucket {
+            second: pending
+                .iter()
+                .map(|b| b.second)
+                .max()
+                .unwrap_or(now.div_euclid(1000)),
+            refreshes: 1,
+            ..Bucket::default()
+        };
+        pending.iter().for_each(|b| sum.add(b));
+        let counts = [sum.scaled(weight)];
+        self.call(self.store.exchange(&counts, self.rules.window_s))
+            .await
+    }
+
+    /// Keeps the instance breaker (the fallback) from holding a verdict the
+    /// fleet has moved past: one left open by this instance's calls, whose
+    /// open period has run out, takes the fleet's `closed` rather than
+    /// probing on its own the moment the store goes (in a fleet of
+    /// thousands, thousands of probes at once); one that is closed while
+    /// the fleet is open takes the fleet's open period. Its window, the
+    /// instance's own calls, stays, but from when the fleet last closed:
+    /// calls before that were judged by the fleet's recovery.
+    async fn shadow(&self, fleet: &BreakerState, now: i64) {
+        let Some(f) = self.fallback.as_deref() else {
+            return;
+        };
+        let own = f.cache().state.clone();
+        let mode = match (fleet.mode, own.mode) {
+            (Mode::Closed, Mode::Open { until_ms }) if until_ms <= now => Mode::Closed,
+            (Mode::Closed, Mode::HalfOpen { .. }) => Mode::Closed,
+            (Mode::Open { until_ms }, Mode::Closed) => Mode::Open { until_ms },
+            _ => return,
+        };
+        let next = BreakerState {
+            mode,
+            open_period_ms: fleet.open_period_ms,
+            window_from_s: own.window_from_s.max(fleet.window_from_s),
+            version: own.version + 1,
+            ..own.clone()
+        };
+        // In process: it fails only if a call of this instance raced it.
+        let _ = f.write(&own, next).await;
+    }
+
     /// Reads the state after losing a race, without sending counts.
     pub(super) async fn reload(&self) {
-        if let Ok((Some(state), window)) = self
+        if let Ok(HealthRecord {
+            state: Some(state),
+            window,
+            ..
+        }) = self
             .call(self.store.exchange(&[], self.rules.window_s))
             .await
         {
@@ -104,9 +301,15 @@ impl Breaker {
                 if next.transitions > from.transitions {
                     self.report(&next);
                 }
-                let mut c = self.cache();
-                if next.version > c.state.version {
-                    c.state = next;
+                let sampled = {
+                    let mut c = self.cache();
+                    if next.version > c.state.version {
+                        c.state = next;
+                    }
+                    c.weight > 1
+                };
+                if sampled {
+                    self.republish().await;
                 }
             }
             Err(StoreError::Unavailable(e)) => {
@@ -115,6 +318,25 @@ impl Breaker {
             Err(StoreError::Conflict) => {}
         }
         written
+    }
+
+    /// Publishes the record as it is now: a sampled fleet hears of a state
+    /// change at its next refresh, not when the views next happen to be
+    /// refreshed.
+    async fn republish(&self) {
+        let now = self.clock.now_ms();
+        let read = self.call(self.store.exchange(&[], self.rules.window_s));
+        match read.await {
+            Ok(record) => self.publish(record, now).await,
+            Err(e) => tracing::debug!(error = %e, "health record not read to publish"),
+        }
+    }
+
+    async fn publish(&self, record: HealthRecord, taken_ms: i64) {
+        let view = View { record, taken_ms };
+        if let Err(e) = self.call(self.store.publish_view(&view)).await {
+            tracing::debug!(error = %e, "health view not published");
+        }
     }
 
     fn report(&self, s: &BreakerState) {

@@ -26,7 +26,7 @@ mod exchange;
 
 use super::latency::Latencies;
 use super::rules::{BreakerState, Bucket, Mode, Rules};
-use super::store::{HealthStore, InProcessHealth};
+use super::store::{Budget, HealthStore, InProcessHealth};
 use super::{Admission, BreakerSnapshot, CallOutcome, HealthGate};
 use crate::config::Policy;
 use crate::metrics::Metrics;
@@ -51,8 +51,11 @@ pub struct Breaker {
     metrics: Option<Arc<dyn Metrics>>,
     /// The breaker group it guards (empty without a routes file).
     group: String,
-    /// Draws which requests a fleet sheds (seeded in tests).
+    /// Draws which requests a fleet sheds, which refreshes report, which
+    /// instances may claim a probe (seeded in tests).
     rng: Mutex<StdRng>,
+    /// What the store's record takes (see [`HealthStore::budget`]).
+    budget: Budget,
 }
 
 struct Cache {
@@ -64,6 +67,14 @@ struct Cache {
     fetched_ms: Option<i64>,
     /// Why the last store call failed; decisions come from the fallback.
     unreachable: Option<String>,
+    /// The sampling weight: one refresh in `weight` reports (1: all do).
+    weight: u32,
+    /// Multiplies the weight after a report failed (the record is
+    /// throttled, or down): doubled by each failure, halved by each success.
+    backoff: u32,
+    /// Whether this instance may try to claim a due probe until its next
+    /// refresh.
+    may_claim: bool,
 }
 
 impl Breaker {
@@ -88,8 +99,10 @@ impl Breaker {
     }
 
     fn build(p: &Policy, store: Arc<dyn HealthStore>, clock: Arc<dyn Clock>, ttl: i64) -> Self {
+        let rules = Rules::new(p);
         Self {
-            rules: Rules::new(p),
+            budget: store.budget(rules.window_s),
+            rules,
             store,
             clock,
             cache_ttl_ms: ttl,
@@ -102,6 +115,9 @@ impl Breaker {
                 pending: Vec::new(),
                 fetched_ms: None,
                 unreachable: None,
+                weight: 1,
+                backoff: 1,
+                may_claim: true,
             }),
             refreshing: tokio::sync::Mutex::new(()),
             latencies: Mutex::new(Latencies::default()),
@@ -148,6 +164,11 @@ impl Breaker {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A uniform draw in [0, 1).
+    fn draw(&self) -> f64 {
+        self.rng.lock().unwrap_or_else(|e| e.into_inner()).random()
+    }
+
     fn latencies(&self) -> MutexGuard<'_, Latencies> {
         self.latencies.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -183,7 +204,7 @@ impl Breaker {
         }
         let state = self.cache().state.clone();
         let (admission, next) = self.rules.admit(&state, now);
-        if next.is_some() && !may_probe {
+        if next.is_some() && !(may_probe && self.cache().may_claim) {
             return Admission::Open {
                 retry_after: Duration::from_secs(1),
             };
@@ -191,8 +212,7 @@ impl Breaker {
         let Some(next) = next else {
             if admission == Admission::Sync && self.sheds() {
                 let share = self.rules.shed_share(self.load(now));
-                let draw: f64 = self.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
-                if share > 0.0 && draw < share {
+                if share > 0.0 && self.draw() < share {
                     return Admission::Shed;
                 }
             }
@@ -254,6 +274,7 @@ impl Breaker {
                 errors: failed as u32,
                 slow: slow as u32,
                 busy_ms: latency.as_millis() as u64,
+                refreshes: 0,
             };
             match c.pending.iter_mut().find(|b| b.second == second) {
                 Some(b) => b.add(&bucket),
@@ -262,7 +283,9 @@ impl Breaker {
             let totals = self
                 .rules
                 .totals(&c.state, c.window.iter().chain(&c.pending), now);
-            self.rules.tripped(&totals)
+            // In a sampled fleet a tripped copy waits for the next refresh,
+            // so readers of one view do not all call the store at once.
+            self.rules.tripped(&totals) && c.weight == 1
         };
         if tripped || self.stale(now) {
             self.refresh(now).await;
