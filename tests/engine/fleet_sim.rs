@@ -246,10 +246,14 @@ struct Report {
     /// Units per second while healthy and steady (10 s to 20 s).
     write_units_s: f64,
     read_units_s: f64,
-    /// From the window's true totals crossing the threshold until every
-    /// instance has answered `circuit_open`.
+    /// From the failure until the window's true totals cross the threshold.
+    crossed_after: Duration,
+    /// From the crossing until every instance has answered `circuit_open`.
     all_open_after: Option<Duration>,
     most_probes_at_once: usize,
+    /// From the recovery until the breaker closes (the open period and
+    /// the healthy probes).
+    closed_after: Option<Duration>,
     /// From the breaker closing until every instance has answered sync.
     all_sync_after: Option<Duration>,
     /// The fleet load estimate against the truth at 15 s: mean and worst
@@ -412,7 +416,9 @@ async fn simulate(n: usize, layout: Layout) -> Report {
         calls_per_instance_s: spend.calls as f64 / n as f64 / END.as_secs_f64(),
         write_units_s: w / seconds,
         read_units_s: r / seconds,
+        crossed_after: crossed - FAIL_AT,
         all_open_after: latest(&first_open).map(|t| t - crossed),
+        closed_after: closed.map(|c| c - RECOVER_AT),
         most_probes_at_once: most_probes.load(Ordering::Relaxed),
         all_sync_after: latest(&first_sync).zip(closed).map(|(t, c)| t - c),
         load_error: (
@@ -425,16 +431,17 @@ async fn simulate(n: usize, layout: Layout) -> Report {
 fn print_header() {
     println!(
         "| layout | instances | throttled (start / steady / after a store outage) | store calls / instance / s \
-         | write units / s | read units / s | $ / hour | all async after crossing \
-         | probes at once | all sync after closing | load estimate error (mean / worst) |"
+         | write units / s | read units / s | $ / hour | threshold crossed after failure \
+         | all async after crossing | probes at once | closed after recovery \
+         | all sync after closing | load estimate error (mean / worst) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 }
 
 fn print(r: &Report) {
     let ms = |d: Option<Duration>| d.map_or("never".into(), |d| format!("{} ms", d.as_millis()));
     println!(
-        "| {:?} | {} | {} / {} / {} | {:.2} | {:.0} | {:.0} | {:.3} | {} | {} | {} | {:.1}% / {:.1}% |",
+        "| {:?} | {} | {} / {} / {} | {:.2} | {:.0} | {:.0} | {:.3} | {} | {} | {} | {} | {} | {:.1}% / {:.1}% |",
         r.layout,
         r.n,
         r.throttled_start,
@@ -444,8 +451,10 @@ fn print(r: &Report) {
         r.write_units_s,
         r.read_units_s,
         r.dollars_per_hour(),
+        ms(Some(r.crossed_after)),
         ms(r.all_open_after),
         r.most_probes_at_once,
+        ms(r.closed_after),
         ms(r.all_sync_after),
         r.load_error.0 * 100.0,
         r.load_error.1 * 100.0,

@@ -1,44 +1,25 @@
 //! The gate's conversation with its store: sending counts and reading the
-//! breaker back (`refresh`), conditional writes of transitions, and what
-//! happens when the store does not answer (the instance breaker decides).
+//! breaker back (`refresh`; how in a large fleet: `sample.rs`), conditional
+//! writes of transitions, and what happens when the store does not answer
+//! (the instance breaker decides).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::sample::Source;
 use super::{Breaker, Cache};
-use crate::breaker::rules::{BreakerState, Bucket, Mode};
-use crate::breaker::store::{HealthRecord, View};
+use crate::breaker::rules::{BreakerState, Mode};
+use crate::breaker::store::HealthRecord;
 use crate::metrics::Metric;
 use crate::ports::StoreError;
 
 /// A store call slower than this counts as the store being unreachable.
 const STORE_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// A view older than this many cache periods is not trusted: one instance
-/// in `weight` reads the record itself and republishes it.
-const VIEW_MAX_AGE_TTLS: i64 = 3;
-
-/// Past this many cache periods, every instance reads around the view.
-const VIEW_OLDEST_TTLS: i64 = 30;
-
-/// Where a refresh got the record from.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Source {
-    /// Its own report's answer.
-    Report,
-    /// The record itself, read because the view was missing or stale.
-    Record,
-    /// A view, taken at `taken_ms`.
-    View { taken_ms: i64 },
-}
-
 /// About how many instances per second may try to claim a due probe: each
 /// refresh draws whether its instance may, so that thousands of instances
 /// do not all race to write the one half-open slot.
 const CLAIMERS_PER_S: f64 = 10.0;
-
-/// The most a failing instance multiplies its sampling weight by.
-const MAX_BACKOFF: u32 = 1024;
 
 impl Breaker {
     /// Records why the store failed (`None`: it answered), handing the
@@ -139,99 +120,6 @@ impl Breaker {
         }
     }
 
-    /// The record, and where it came from. A report that fails (a
-    /// throttled record) doubles this instance's backoff and falls back to
-    /// reading, like an instance that did not report. A view too old to trust is read around: by a newcomer's
-    /// report, or by reading the record, which one instance in `weight`
-    /// does (and publishes) while the others make do with the old view
-    /// for one more period, so that a fleet coming back from a store outage
-    /// does not read one item all at once. A view older than
-    /// [`VIEW_MAX_AGE_TTLS`] times that is not used at all.
-    async fn fetch(
-        &self,
-        now: i64,
-        pending: &[Bucket],
-        weight: u32,
-        known: bool,
-    ) -> Result<(HealthRecord, Source), StoreError> {
-        let reports = known && self.draw() * f64::from(weight) < 1.0;
-        let failed = match reports {
-            true => match self.backed_off(self.send(now, pending, weight).await) {
-                Ok(record) => return Ok((record, Source::Report)),
-                Err(_) => true,
-            },
-            false => false,
-        };
-        let ttl = self.cache_ttl_ms.max(1);
-        let view = self.call(self.store.read_view()).await?;
-        let age = view.as_ref().map_or(i64::MAX, |v| now - v.taken_ms);
-        if age <= VIEW_MAX_AGE_TTLS * ttl {
-            // Others' reports get through: the record is not throttled.
-            if !failed {
-                self.backed_off(Ok(()))?;
-            }
-        }
-        let view = view.map(|v| {
-            (
-                v.record,
-                Source::View {
-                    taken_ms: v.taken_ms,
-                },
-            )
-        });
-        if let Some(v) = view.clone().filter(|_| age <= VIEW_MAX_AGE_TTLS * ttl) {
-            return Ok(v);
-        }
-        if !known && !failed {
-            // A newcomer has no weight yet: it reports.
-            let record = self.backed_off(self.send(now, pending, 1).await)?;
-            return Ok((record, Source::Report));
-        }
-        if let Some(v) = view.filter(|_| age <= VIEW_OLDEST_TTLS * ttl) {
-            if self.draw() * f64::from(weight) >= 1.0 {
-                return Ok(v);
-            }
-        }
-        let record = self.call(self.store.exchange(&[], self.rules.window_s));
-        Ok((record.await?, Source::Record))
-    }
-
-    /// Passes a report's result through, doubling the backoff if it failed,
-    /// else halving it. A fresh view halves it too (the reports of others
-    /// get through); a read of the record does not (it is not a report).
-    fn backed_off<T>(&self, report: Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut c = self.cache();
-        c.backoff = match report {
-            Err(_) => c.backoff.saturating_mul(2).min(MAX_BACKOFF),
-            Ok(_) => (c.backoff / 2).max(1),
-        };
-        report
-    }
-
-    /// Sends the counts since the last refresh as one bucket (stamped with
-    /// the latest second they cover: one UpdateItem, not one per second),
-    /// counting this refresh, all scaled by `weight`.
-    async fn send(
-        &self,
-        now: i64,
-        pending: &[Bucket],
-        weight: u32,
-    ) -> Result<HealthRecord, StoreError> {
-        let mut sum = Bucket {
-            second: pending
-                .iter()
-                .map(|b| b.second)
-                .max()
-                .unwrap_or(now.div_euclid(1000)),
-            refreshes: 1,
-            ..Bucket::default()
-        };
-        pending.iter().for_each(|b| sum.add(b));
-        let counts = [sum.scaled(weight)];
-        self.call(self.store.exchange(&counts, self.rules.window_s))
-            .await
-    }
-
     /// Keeps the instance breaker (the fallback) from holding a verdict the
     /// fleet has moved past: one left open by this instance's calls, whose
     /// open period has run out, takes the fleet's `closed` rather than
@@ -280,7 +168,7 @@ impl Breaker {
         }
     }
 
-    async fn call<T>(
+    pub(super) async fn call<T>(
         &self,
         f: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
@@ -318,25 +206,6 @@ impl Breaker {
             Err(StoreError::Conflict) => {}
         }
         written
-    }
-
-    /// Publishes the record as it is now: a sampled fleet hears of a state
-    /// change at its next refresh, not when the views next happen to be
-    /// refreshed.
-    async fn republish(&self) {
-        let now = self.clock.now_ms();
-        let read = self.call(self.store.exchange(&[], self.rules.window_s));
-        match read.await {
-            Ok(record) => self.publish(record, now).await,
-            Err(e) => tracing::debug!(error = %e, "health record not read to publish"),
-        }
-    }
-
-    async fn publish(&self, record: HealthRecord, taken_ms: i64) {
-        let view = View { record, taken_ms };
-        if let Err(e) = self.call(self.store.publish_view(&view)).await {
-            tracing::debug!(error = %e, "health view not published");
-        }
     }
 
     fn report(&self, s: &BreakerState) {

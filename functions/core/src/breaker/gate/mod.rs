@@ -23,6 +23,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 mod exchange;
+mod sample;
 
 use super::latency::Latencies;
 use super::rules::{BreakerState, Bucket, Mode, Rules};
