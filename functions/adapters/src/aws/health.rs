@@ -188,29 +188,6 @@ impl GroupHealth {
 }
 
 #[async_trait]
-impl HealthStore for DynamoStore {
-    async fn exchange(&self, counts: &[Bucket], window_s: i64) -> Result<HealthRecord, StoreError> {
-        self.health("").exchange(counts, window_s).await
-    }
-
-    async fn replace(&self, next: &BreakerState) -> Result<(), StoreError> {
-        self.health("").replace(next).await
-    }
-
-    async fn read_view(&self) -> Result<Option<View>, StoreError> {
-        self.health("").read_view().await
-    }
-
-    async fn publish_view(&self, view: &View) -> Result<(), StoreError> {
-        self.health("").publish_view(view).await
-    }
-
-    fn budget(&self, window_s: i64) -> Budget {
-        budget(window_s)
-    }
-}
-
-#[async_trait]
 impl HealthStore for GroupHealth {
     async fn exchange(&self, counts: &[Bucket], window_s: i64) -> Result<HealthRecord, StoreError> {
         let window_s = window_s.max(1);

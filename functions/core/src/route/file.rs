@@ -315,6 +315,13 @@ fn validate(spec: Spec, base: &Policy) -> Result<Route, String> {
         Some(g) => return Err(format!("breaker_group {g:?}: letters, digits, - _ . only")),
         None => origin(&spec.backend),
     };
+    if group.len() > GROUP_MAX {
+        return Err(format!(
+            "breaker group {:?}...: at most {GROUP_MAX} characters (the fleet's breaker is \
+             stored under it); name a shorter breaker_group",
+            &group[..group.floor_char_boundary(40)]
+        ));
+    }
     let content_types = match spec.content_types.clone() {
         None => vec!["application/json".to_string()],
         Some(list) if list.is_empty() => return Err("content_types is empty".into()),
@@ -336,6 +343,10 @@ fn validate(spec: Spec, base: &Policy) -> Result<Route, String> {
 }
 
 /// `scheme://host:port` of a backend template (everything before its path).
+/// The longest breaker group (a host name of 253 and a scheme and port
+/// fit): the fleet's health items are keyed by it, and sized with it.
+pub const GROUP_MAX: usize = 280;
+
 fn origin(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     let end = url[start..].find('/').map_or(url.len(), |i| start + i);
