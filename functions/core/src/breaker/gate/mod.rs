@@ -6,6 +6,9 @@
 //! into the next read: per instance that is one store call per `cache_ttl`
 //! plus one per transition, whatever the request rate. Only the request that
 //! finds the copy stale pays for the call; concurrent ones use the copy.
+//! Past the store's budget (a few hundred instances on DynamoDB) one
+//! refresh in `weight` reports, scaled, and the others read a copy
+//! (`sample.rs`): the record's load stays flat as the fleet grows.
 //!
 //! When the store cannot be reached the gate fails *to the instance*: an
 //! in-process breaker, fed every outcome all along, decides until the store
