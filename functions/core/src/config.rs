@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use crate::lane::Lanes;
 use crate::schedule::NotifySchedule;
 use crate::webhook::WebhookSecret;
 
@@ -81,6 +84,8 @@ pub struct Policy {
     /// After the breaker closes, the drain rate grows from a tenth of
     /// `drain_max_rps` to all of it over this long.
     pub drain_ramp: Duration,
+    /// `PRIORITY_RULES`, `LANE_WINDOWS`, `LANE_AGEING_S`, `ALLOW_CLIENT_LANE`.
+    pub lanes: Arc<Lanes>,
 }
 
 impl Policy {
@@ -122,6 +127,7 @@ impl Default for Policy {
             health_cache: Duration::from_millis(1000),
             drain_max_rps: 100,
             drain_ramp: Duration::from_secs(30),
+            lanes: Arc::new(Lanes::default()),
         }
     }
 }
@@ -198,6 +204,28 @@ impl Reader<'_> {
     }
 }
 
+fn lanes(r: &Reader, base: &Lanes) -> Result<Arc<Lanes>, ConfigError> {
+    let mut lanes = base.clone();
+    let ageing = r.count("LANE_AGEING_S", base.ageing.as_secs() as u32)?;
+    lanes.ageing = Duration::from_secs(u64::from(ageing));
+    lanes.client_choice = r.flag("ALLOW_CLIENT_LANE", base.client_choice)?;
+    type Set = fn(&mut Lanes, &str) -> Result<(), String>;
+    let parts: [(&'static str, Set); 2] = [
+        ("PRIORITY_RULES", Lanes::set_rules),
+        ("LANE_WINDOWS", Lanes::set_windows),
+    ];
+    for (name, set) in parts {
+        if let Some(text) = (r.get)(name).filter(|v| !v.trim().is_empty()) {
+            set(&mut lanes, &text).map_err(|problem| ConfigError {
+                name,
+                value: text,
+                problem,
+            })?;
+        }
+    }
+    Ok(Arc::new(lanes))
+}
+
 impl Policy {
     /// Reads the policy; unset variables take the defaults of `base`.
     pub fn from_lookup(
@@ -225,7 +253,9 @@ impl Policy {
                 problem,
             })?),
         };
+        let lanes = lanes(&r, &base.lanes)?;
         let p = Policy {
+            lanes,
             sync_deadline: r.millis("SYNC_DEADLINE_MS", base.sync_deadline)?,
             error_rate_threshold: r.rate("ERROR_RATE_THRESHOLD", base.error_rate_threshold)?,
             slow_call: r.millis("SLOW_CALL_MS", base.slow_call)?,
@@ -325,6 +355,19 @@ mod tests {
         assert!(read(&[("FORCE_MODE", "maybe")]).is_err());
         assert!(read(&[("WEBHOOK_SECRET", "nope")]).is_err());
         assert!(read(&[("MAX_ATTEMPTS", "0")]).is_err());
+        for (name, bad) in [
+            (
+                "PRIORITY_RULES",
+                r#"[{"lane":"vip","pointer":"/a","eq":1}]"#,
+            ),
+            ("LANE_WINDOWS", r#"{"bulk":"22:00-06:00 Nowhere/Else"}"#),
+            ("LANE_AGEING_S", "0"),
+            ("ALLOW_CLIENT_LANE", "maybe"),
+        ] {
+            let e = read(&[(name, bad)]).unwrap_err();
+            assert_eq!(e.name, name, "{bad}");
+            assert_eq!(e.value, bad);
+        }
         for (name, bad) in [
             ("HEALTH_CACHE_MS", "0"),
             ("DRAIN_MAX_RPS", "-1"),

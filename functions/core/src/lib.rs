@@ -29,6 +29,7 @@ pub mod engine;
 mod engine_reads;
 mod follow;
 pub mod idempotency;
+pub mod lane;
 pub mod message;
 pub mod metrics;
 pub mod ports;
