@@ -75,8 +75,9 @@ async fn a_duplicate_delivery_calls_the_backend_once() {
     // retried send would produce.
     let ticket_id = id.parse().unwrap();
     let body = QueueMessage::new(ticket_id).to_body();
-    app.store.send(&body, Duration::ZERO).await.unwrap();
-    app.store.send(&body, Duration::ZERO).await.unwrap();
+    let normal = failover_core::ports::Priority::normal(0);
+    app.store.send(&body, normal, Duration::ZERO).await.unwrap();
+    app.store.send(&body, normal, Duration::ZERO).await.unwrap();
     let t = app.wait_terminal(&id).await;
     assert_eq!(t["status"], "succeeded");
     // Wait until every copy was settled, then count.
@@ -94,7 +95,11 @@ async fn a_duplicate_delivery_calls_the_backend_once() {
 async fn a_poison_message_goes_to_the_dead_letter_queue() {
     let app = spawn_app_with(test_policy(), Behaviour::ok("{}")).await;
     app.store
-        .send("this is not a message", Duration::ZERO)
+        .send(
+            "this is not a message",
+            failover_core::ports::Priority::normal(0),
+            Duration::ZERO,
+        )
         .await
         .unwrap();
     let until = std::time::Instant::now() + Duration::from_secs(10);

@@ -7,6 +7,11 @@ use failover_adapters::sqlite::{SqliteOptions, SqliteStore};
 use failover_core::ports::SystemClock;
 use failover_tests::conformance;
 
+const NORMAL: failover_core::ports::Priority = failover_core::ports::Priority {
+    lane: failover_core::lane::Lane::Normal,
+    since_ms: 0,
+};
+
 fn memory() -> Arc<MemoryStore> {
     Arc::new(MemoryStore::new(Arc::new(SystemClock)))
 }
@@ -60,6 +65,24 @@ async fn sqlite_queue() {
     conformance::queue(s).await;
 }
 
+fn now_ms() -> i64 {
+    use failover_core::Clock;
+    SystemClock.now_ms()
+}
+
+#[tokio::test]
+async fn memory_queue_lanes() {
+    let ageing = failover_core::lane::Lanes::default().ageing;
+    conformance::queue_lanes(memory(), now_ms(), Some(ageing)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_queue_lanes() {
+    let (s, _dir) = sqlite();
+    let ageing = SqliteOptions::default().lane_ageing;
+    conformance::queue_lanes(s, now_ms(), Some(ageing)).await;
+}
+
 /// The SQLite store survives a reopen: what was committed is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_reopen_keeps_everything() {
@@ -68,7 +91,7 @@ async fn sqlite_reopen_keeps_everything() {
     let (s, dir) = sqlite();
     let t = conformance::sample_ticket();
     s.create(&t).await.unwrap();
-    s.send("kept", Duration::ZERO).await.unwrap();
+    s.send("kept", NORMAL, Duration::ZERO).await.unwrap();
     drop(s);
     let again = SqliteStore::open(
         &dir.path().join("c.sqlite3"),
@@ -93,10 +116,13 @@ async fn sqlite_redrives_after_max_receives() {
     let q = SqliteStore::open(
         &dir.path().join("r.sqlite3"),
         Arc::new(SystemClock),
-        SqliteOptions { max_receives: 2 },
+        SqliteOptions {
+            max_receives: 2,
+            ..SqliteOptions::default()
+        },
     )
     .unwrap();
-    q.send("crashes every worker", Duration::ZERO)
+    q.send("crashes every worker", NORMAL, Duration::ZERO)
         .await
         .unwrap();
     for _ in 0..2 {
@@ -104,7 +130,7 @@ async fn sqlite_redrives_after_max_receives() {
             .receive(1, Duration::from_secs(30), Duration::ZERO)
             .await
             .unwrap();
-        q.defer(&d[0].receipt, Duration::ZERO).await.unwrap();
+        q.defer(&d[0], Duration::ZERO).await.unwrap();
     }
     assert!(q
         .receive(1, Duration::from_secs(30), Duration::ZERO)
@@ -124,7 +150,7 @@ async fn sqlite_refuses_stale_receipts() {
     use failover_core::ports::{Queue, QueueError};
     use std::time::Duration;
     let (q, _dir) = sqlite();
-    q.send("m", Duration::ZERO).await.unwrap();
+    q.send("m", NORMAL, Duration::ZERO).await.unwrap();
     let first = q
         .receive(1, Duration::from_millis(200), Duration::ZERO)
         .await
@@ -134,15 +160,12 @@ async fn sqlite_refuses_stale_receipts() {
         .receive(1, Duration::from_secs(30), Duration::ZERO)
         .await
         .unwrap();
+    assert_eq!(q.ack(&first[0]).await, Err(QueueError::StaleReceipt));
     assert_eq!(
-        q.ack(&first[0].receipt).await,
+        q.defer(&first[0], Duration::ZERO).await,
         Err(QueueError::StaleReceipt)
     );
-    assert_eq!(
-        q.defer(&first[0].receipt, Duration::ZERO).await,
-        Err(QueueError::StaleReceipt)
-    );
-    q.ack(&second[0].receipt).await.unwrap();
+    q.ack(&second[0]).await.unwrap();
 }
 
 /// Local mode's retention: what is past it goes, what is not stays.
@@ -189,7 +212,7 @@ async fn sqlite_purges_what_is_past_its_retention() {
         body: "{}".into(),
     };
     s.publish(&event).await.unwrap();
-    s.send("poison", Duration::ZERO).await.unwrap();
+    s.send("poison", NORMAL, Duration::ZERO).await.unwrap();
     let d = s
         .receive(1, Duration::from_secs(30), Duration::from_secs(2))
         .await

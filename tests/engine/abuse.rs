@@ -315,6 +315,7 @@ async fn a_ticket_under_a_live_lease_is_not_expired_under_its_worker() {
         receipt: "r".into(),
         body: failover_core::message::QueueMessage::new(id).to_body(),
         receive_count: 2,
+        priority: failover_core::ports::Priority::normal(0),
     };
     let d = w.worker.handle(&delivery).await;
     assert!(matches!(d, failover_worker::Disposition::Retry(_)), "{d:?}");
@@ -336,6 +337,7 @@ async fn a_worker_probe_that_cannot_claim_its_ticket_frees_the_slot() {
         receipt: "r".into(),
         body: failover_core::message::QueueMessage::new(id).to_body(),
         receive_count: 1,
+        priority: failover_core::ports::Priority::normal(0),
     };
     w.worker.handle(&delivery).await;
     Faults::set(&w.faults.ticket_writes, false);

@@ -102,7 +102,7 @@ async fn a_terminal_ticket_whose_notification_is_overdue_is_swept_back() {
     tokio::time::advance(Duration::from_secs(10)).await;
     let got = w.store.receive(10, Duration::from_secs(60), Duration::ZERO);
     for m in got.await.unwrap() {
-        w.store.ack(&m.receipt).await.unwrap();
+        w.store.ack(&m).await.unwrap();
     }
     let s = w.store.stats().await.unwrap();
     assert_eq!(s.visible + s.in_flight, 0, "{s:?}");

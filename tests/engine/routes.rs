@@ -346,7 +346,8 @@ async fn a_ticket_whose_route_was_removed_fails_at_once() {
     let ticket = Ticket::new(TicketId::new(), Reason::Timeout, request, now, 3_600_000);
     s.store.create(&ticket).await.unwrap();
     let body = QueueMessage::new(ticket.id).to_body();
-    s.store.send(&body, Duration::ZERO).await.unwrap();
+    let priority = failover_core::ports::Priority::normal(now);
+    s.store.send(&body, priority, Duration::ZERO).await.unwrap();
     let got = s
         .store
         .receive(1, Duration::from_secs(30), Duration::ZERO)

@@ -227,8 +227,8 @@ mod back_end {
 
     use async_trait::async_trait;
     use failover_core::ports::{
-        Delivery, EventPublisher, IdemRecord, IdempotencyStore, NotifyError, Queue, QueueError,
-        QueueStats, StoreError, TicketStore, TopicEvent,
+        Delivery, EventPublisher, IdemRecord, IdempotencyStore, NotifyError, Priority, Queue,
+        QueueError, QueueStats, StoreError, TicketStore, TopicEvent,
     };
     use failover_core::ticket::{Status, Ticket, TicketId};
 
@@ -271,8 +271,13 @@ mod back_end {
 
     #[async_trait]
     impl Queue for AwsBackEnd {
-        async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
-            self.queue.send(body, delay).await
+        async fn send(
+            &self,
+            body: &str,
+            priority: Priority,
+            delay: Duration,
+        ) -> Result<String, QueueError> {
+            self.queue.send(body, priority, delay).await
         }
         async fn receive(
             &self,
@@ -282,11 +287,11 @@ mod back_end {
         ) -> Result<Vec<Delivery>, QueueError> {
             self.queue.receive(max, visibility, wait).await
         }
-        async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
-            self.queue.ack(receipt).await
+        async fn ack(&self, d: &Delivery) -> Result<(), QueueError> {
+            self.queue.ack(d).await
         }
-        async fn defer(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
-            self.queue.defer(receipt, delay).await
+        async fn defer(&self, d: &Delivery, delay: Duration) -> Result<(), QueueError> {
+            self.queue.defer(d, delay).await
         }
         async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), QueueError> {
             self.queue.dead_letter(d, reason).await

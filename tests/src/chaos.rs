@@ -26,8 +26,8 @@ use failover_core::breaker::store::{Budget, HealthRecord, View};
 use failover_core::breaker::{HealthStore, InProcessHealth};
 use failover_core::ports::{
     Backend, BackendError, BackendRequest, BackendResponse, Delivery, EventPublisher, IdemRecord,
-    IdempotencyStore, NotifyError, Queue, QueueError, QueueStats, StoreError, TicketStore,
-    TopicEvent, WebhookSender,
+    IdempotencyStore, NotifyError, Priority, Queue, QueueError, QueueStats, StoreError,
+    TicketStore, TopicEvent, WebhookSender,
 };
 use failover_core::ticket::{Status, Ticket, TicketId};
 use failover_core::webhook::SignedHeaders;
@@ -261,14 +261,15 @@ impl<S: Ports> IdempotencyStore for Chaos<S> {
 
 #[async_trait]
 impl<S: Ports> Queue for Chaos<S> {
-    async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+    async fn send(
+        &self,
+        body: &str,
+        priority: Priority,
+        delay: Duration,
+    ) -> Result<String, QueueError> {
         let (s, body) = (self.inner.clone(), body.to_string());
-        self.run(
-            "queue send",
-            async move { s.send(&body, delay).await },
-            queue,
-        )
-        .await
+        let op = async move { s.send(&body, priority, delay).await };
+        self.run("queue send", op, queue).await
     }
 
     async fn receive(
@@ -282,20 +283,16 @@ impl<S: Ports> Queue for Chaos<S> {
         self.run("queue receive", op, queue).await
     }
 
-    async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
-        let (s, r) = (self.inner.clone(), receipt.to_string());
-        self.run("queue ack", async move { s.ack(&r).await }, queue)
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        let (s, d) = (self.inner.clone(), delivery.clone());
+        self.run("queue ack", async move { s.ack(&d).await }, queue)
             .await
     }
 
-    async fn defer(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
-        let (s, r) = (self.inner.clone(), receipt.to_string());
-        self.run(
-            "queue defer",
-            async move { s.defer(&r, delay).await },
-            queue,
-        )
-        .await
+    async fn defer(&self, delivery: &Delivery, delay: Duration) -> Result<(), QueueError> {
+        let (s, d) = (self.inner.clone(), delivery.clone());
+        let op = async move { s.defer(&d, delay).await };
+        self.run("queue defer", op, queue).await
     }
 
     async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), QueueError> {

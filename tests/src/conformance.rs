@@ -8,8 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use failover_core::lane::Lane;
 use failover_core::ports::{
-    IdemOutcome, IdemRecord, IdempotencyStore, Queue, StoreError, SystemClock, TicketStore,
+    IdemOutcome, IdemRecord, IdempotencyStore, Priority, Queue, StoreError, SystemClock,
+    TicketStore,
 };
 use failover_core::ticket::{CapturedRequest, Reason, Status, Ticket, TicketId};
 use failover_core::Clock;
@@ -304,6 +306,11 @@ pub async fn idempotency_store(store: Arc<dyn IdempotencyStore>) {
 const VIS: Duration = Duration::from_secs(3);
 /// Waited to see a message come back after `VIS` (or a delay of `VIS`).
 const PAST_VIS: Duration = Duration::from_millis(3300);
+/// A message of the default lane that has not waited.
+const NORMAL: Priority = Priority {
+    lane: Lane::Normal,
+    since_ms: i64::MAX,
+};
 
 /// Receives one message that becomes visible within `within`, by long
 /// polls of a second (each well under the SDK's 5 s operation timeout).
@@ -338,7 +345,10 @@ pub async fn queue(queue: Arc<dyn Queue>) {
     );
 
     // Send and receive; the body comes back unchanged.
-    let id = q.send(r#"{"v":1,"n":1}"#, Duration::ZERO).await.unwrap();
+    let id = q
+        .send(r#"{"v":1,"n":1}"#, NORMAL, Duration::ZERO)
+        .await
+        .unwrap();
     let got = receive_one(q, VIS, Duration::from_secs(2)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, r#"{"v":1,"n":1}"#);
@@ -358,7 +368,7 @@ pub async fn queue(queue: Arc<dyn Queue>) {
     assert_eq!(again.len(), 1, "redelivered");
     assert_eq!(again[0].receive_count, 2);
     assert_ne!(again[0].receipt, got[0].receipt);
-    q.ack(&again[0].receipt).await.unwrap();
+    q.ack(&again[0]).await.unwrap();
     assert!(
         receive_one(q, VIS, Duration::ZERO).await.is_empty(),
         "acked"
@@ -370,10 +380,10 @@ pub async fn queue(queue: Arc<dyn Queue>) {
     );
 
     // Defer: visible again only after the delay.
-    q.send("deferred", Duration::ZERO).await.unwrap();
+    q.send("deferred", NORMAL, Duration::ZERO).await.unwrap();
     let d = receive_one(q, Duration::from_secs(30), Duration::from_secs(2)).await;
     assert_eq!(d.len(), 1);
-    q.defer(&d[0].receipt, VIS).await.unwrap();
+    q.defer(&d[0], VIS).await.unwrap();
     assert!(
         receive_one(q, VIS, Duration::ZERO).await.is_empty(),
         "deferred"
@@ -394,20 +404,20 @@ pub async fn queue(queue: Arc<dyn Queue>) {
     assert_eq!(stats.dead_letters, before + 1);
 
     // A delayed send is invisible until its delay passes.
-    q.send("later", VIS).await.unwrap();
+    q.send("later", NORMAL, VIS).await.unwrap();
     assert!(
         receive_one(q, VIS, Duration::ZERO).await.is_empty(),
         "delayed"
     );
     let l = receive_within(q, VIS * 2).await;
     assert_eq!(l.len(), 1);
-    q.ack(&l[0].receipt).await.unwrap();
+    q.ack(&l[0]).await.unwrap();
 
     // Long polling returns as soon as a message arrives.
     let sender = queue.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        sender.send("wake", Duration::ZERO).await.unwrap();
+        sender.send("wake", NORMAL, Duration::ZERO).await.unwrap();
     });
     let started = tokio::time::Instant::now();
     let w = receive_one(q, VIS, Duration::from_secs(5)).await;
@@ -416,11 +426,11 @@ pub async fn queue(queue: Arc<dyn Queue>) {
         started.elapsed() < Duration::from_secs(4),
         "long poll returned early"
     );
-    q.ack(&w[0].receipt).await.unwrap();
+    q.ack(&w[0]).await.unwrap();
 
     // Stats see visible and in-flight messages.
-    q.send("a", Duration::ZERO).await.unwrap();
-    q.send("b", Duration::ZERO).await.unwrap();
+    q.send("a", NORMAL, Duration::ZERO).await.unwrap();
+    q.send("b", NORMAL, Duration::ZERO).await.unwrap();
     let s = q.stats().await.unwrap();
     assert_eq!(s.visible + s.in_flight, 2, "{s:?}");
     let both = q
@@ -437,4 +447,74 @@ pub async fn queue(queue: Arc<dyn Queue>) {
     }
     let s = q.stats().await.unwrap();
     assert_eq!((s.visible, s.in_flight), (0, 2), "{s:?}");
+}
+
+/// Lanes: what a queue hands out comes highest lane first, whatever the
+/// order sent, then in order sent; a delivery keeps its priority; stats
+/// count each lane. `ages`: the adapter also ages a lane up (one lane for
+/// each `ageing` waited since `since_ms`; SQS leaves that to the worker).
+pub async fn queue_lanes(queue: Arc<dyn Queue>, now_ms: i64, ageing: Option<Duration>) {
+    let q = queue.as_ref();
+    let fresh = |lane| Priority {
+        lane,
+        since_ms: now_ms,
+    };
+    for (body, lane) in [
+        ("b1", Lane::Bulk),
+        ("n1", Lane::Normal),
+        ("c1", Lane::Critical),
+        ("n2", Lane::Normal),
+        ("c2", Lane::Critical),
+    ] {
+        q.send(body, fresh(lane), Duration::ZERO).await.unwrap();
+    }
+    let s = q.stats().await.unwrap();
+    let visible: Vec<(Lane, u64)> = s.lanes.iter().map(|l| (l.lane, l.visible)).collect();
+    assert_eq!(
+        visible,
+        [(Lane::Critical, 2), (Lane::Normal, 2), (Lane::Bulk, 1)],
+        "{s:?}"
+    );
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let batch = q
+            .receive(10, Duration::from_secs(30), Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(!batch.is_empty(), "only {got:?} came");
+        got.extend(batch);
+    }
+    let order: Vec<&str> = got.iter().map(|d| d.body.as_str()).collect();
+    assert_eq!(order, ["c1", "c2", "n1", "n2", "b1"]);
+    assert_eq!(got[0].priority, fresh(Lane::Critical));
+    assert_eq!(got[4].priority, fresh(Lane::Bulk));
+    for d in &got {
+        q.ack(d).await.unwrap();
+    }
+    let Some(ageing) = ageing else {
+        return;
+    };
+    // A bulk message that has waited two ageing periods is served as
+    // critical, and a normal one one period as critical too: both before
+    // a fresh normal one, in the order sent.
+    let waited = |periods: i64| now_ms - periods * ageing.as_millis() as i64 - 1;
+    q.send("n-fresh", fresh(Lane::Normal), Duration::ZERO)
+        .await
+        .unwrap();
+    let old_bulk = Priority {
+        lane: Lane::Bulk,
+        since_ms: waited(2),
+    };
+    q.send("b-old", old_bulk, Duration::ZERO).await.unwrap();
+    let old_normal = Priority {
+        lane: Lane::Normal,
+        since_ms: waited(1),
+    };
+    q.send("n-old", old_normal, Duration::ZERO).await.unwrap();
+    let got = q
+        .receive(10, Duration::from_secs(30), Duration::from_secs(1))
+        .await
+        .unwrap();
+    let order: Vec<&str> = got.iter().map(|d| d.body.as_str()).collect();
+    assert_eq!(order, ["b-old", "n-old", "n-fresh"]);
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use failover_core::ports::{
-    Delivery, IdemRecord, IdempotencyStore, Queue, QueueError, QueueStats, StoreError, TicketStore,
+    Delivery, IdemRecord, IdempotencyStore, Priority, Queue, QueueError, QueueStats, StoreError,
+    TicketStore,
 };
 use failover_core::ticket::{Status, Ticket, TicketId};
 
@@ -168,10 +169,15 @@ impl<S: IdempotencyStore> IdempotencyStore for Faulty<S> {
 
 #[async_trait]
 impl<S: Queue> Queue for Faulty<S> {
-    async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+    async fn send(
+        &self,
+        body: &str,
+        priority: Priority,
+        delay: Duration,
+    ) -> Result<String, QueueError> {
         let f = &self.faults;
         f.enter(&f.queue_send, "queue send").await.map_err(queue)?;
-        self.inner.send(body, delay).await
+        self.inner.send(body, priority, delay).await
     }
 
     async fn receive(
@@ -187,20 +193,20 @@ impl<S: Queue> Queue for Faulty<S> {
         self.inner.receive(max, visibility, wait).await
     }
 
-    async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
         let f = &self.faults;
         f.enter(&f.queue_receive, "queue ack")
             .await
             .map_err(queue)?;
-        self.inner.ack(receipt).await
+        self.inner.ack(delivery).await
     }
 
-    async fn defer(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+    async fn defer(&self, delivery: &Delivery, delay: Duration) -> Result<(), QueueError> {
         let f = &self.faults;
         f.enter(&f.queue_receive, "queue defer")
             .await
             .map_err(queue)?;
-        self.inner.defer(receipt, delay).await
+        self.inner.defer(delivery, delay).await
     }
 
     async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), QueueError> {

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use failover_core::lane::served_rank;
 use failover_core::ports::{
-    Clock, Delivery, EventPublisher, IdemRecord, IdempotencyStore, NotifyError, Queue, QueueError,
-    QueueStats, StoreError, TicketStore, TopicEvent,
+    Clock, Delivery, EventPublisher, IdemRecord, IdempotencyStore, NotifyError, Priority, Queue,
+    QueueError, QueueStats, StoreError, TicketStore, TopicEvent,
 };
 use failover_core::ticket::{Status, Ticket, TicketId};
 use tokio::sync::Notify;
@@ -21,6 +22,7 @@ use uuid::Uuid;
 struct Message {
     id: String,
     body: String,
+    priority: Priority,
     sent_at: i64,
     visible_at: i64,
     receive_count: u32,
@@ -43,6 +45,8 @@ pub struct MemoryStore {
     clock: Arc<dyn Clock>,
     arrivals: Arc<Notify>,
     max_receives: u32,
+    /// `LANE_AGEING_S`, for the receive order.
+    lane_ageing: Duration,
 }
 
 impl MemoryStore {
@@ -52,7 +56,14 @@ impl MemoryStore {
             clock,
             arrivals: Arc::new(Notify::new()),
             max_receives: 100,
+            lane_ageing: failover_core::lane::Lanes::default().ageing,
         }
+    }
+
+    /// Ages lanes by `ageing` in the receive order.
+    pub fn with_lane_ageing(mut self, ageing: Duration) -> Self {
+        self.lane_ageing = ageing;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -198,15 +209,20 @@ impl MemoryStore {
     fn receive_now(&self, max: usize, visibility: Duration) -> Vec<Delivery> {
         let now = self.clock.now_ms();
         let mut s = self.lock();
-        let mut ready: Vec<(i64, u64)> = s
+        let ageing = self.lane_ageing;
+        let mut ready: Vec<(u8, i64, u64)> = s
             .queue
             .iter()
             .filter(|(_, m)| m.visible_at <= now)
-            .map(|(seq, m)| (m.visible_at, *seq))
+            .map(|(seq, m)| {
+                let p = m.priority;
+                let rank = served_rank(p.lane, p.since_ms, now, ageing);
+                (rank, m.visible_at, *seq)
+            })
             .collect();
         ready.sort_unstable();
         let mut out = Vec::new();
-        for (_, seq) in ready.into_iter().take(max) {
+        for (_, _, seq) in ready.into_iter().take(max) {
             let Some(m) = s.queue.get_mut(&seq) else {
                 continue;
             };
@@ -225,6 +241,7 @@ impl MemoryStore {
                 receipt,
                 body: m.body.clone(),
                 receive_count: m.receive_count,
+                priority: m.priority,
             });
         }
         out
@@ -233,7 +250,12 @@ impl MemoryStore {
 
 #[async_trait]
 impl Queue for MemoryStore {
-    async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+    async fn send(
+        &self,
+        body: &str,
+        priority: Priority,
+        delay: Duration,
+    ) -> Result<String, QueueError> {
         let now = self.clock.now_ms();
         let id = Uuid::new_v4().to_string();
         {
@@ -245,6 +267,7 @@ impl Queue for MemoryStore {
                 Message {
                     id: id.clone(),
                     body: body.to_string(),
+                    priority,
                     sent_at: now,
                     visible_at: now + delay.as_millis() as i64,
                     receive_count: 0,
@@ -274,17 +297,17 @@ impl Queue for MemoryStore {
         }
     }
 
-    async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
         let mut s = self.lock();
-        let seq = Self::by_receipt(&mut s, receipt).ok_or(QueueError::StaleReceipt)?;
+        let seq = Self::by_receipt(&mut s, &delivery.receipt).ok_or(QueueError::StaleReceipt)?;
         s.queue.remove(&seq);
         Ok(())
     }
 
-    async fn defer(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+    async fn defer(&self, delivery: &Delivery, delay: Duration) -> Result<(), QueueError> {
         let now = self.clock.now_ms();
         let mut s = self.lock();
-        let seq = Self::by_receipt(&mut s, receipt).ok_or(QueueError::StaleReceipt)?;
+        let seq = Self::by_receipt(&mut s, &delivery.receipt).ok_or(QueueError::StaleReceipt)?;
         if let Some(m) = s.queue.get_mut(&seq) {
             m.visible_at = now + delay.as_millis() as i64;
         }
@@ -303,18 +326,11 @@ impl Queue for MemoryStore {
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         let now = self.clock.now_ms();
         let s = self.lock();
-        let visible = s.queue.values().filter(|m| m.visible_at <= now).count() as u64;
-        Ok(QueueStats {
-            visible,
-            in_flight: s.queue.len() as u64 - visible,
-            dead_letters: s.dead.len() as u64,
-            oldest_age_ms: s
-                .queue
-                .values()
-                .map(|m| m.sent_at)
-                .min()
-                .map(|t| (now - t).max(0) as u64),
-        })
+        let messages = s
+            .queue
+            .values()
+            .map(|m| (m.priority.lane, m.visible_at <= now, 1, m.sent_at));
+        Ok(QueueStats::of(messages, s.dead.len() as u64, now))
     }
 }
 

@@ -58,7 +58,9 @@ impl ApiError {
         use ApiError::*;
         match self {
             MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
-            BadHeader(_) => (StatusCode::BAD_REQUEST, "bad-header", "Invalid header"),
+            BadHeader(_) | Submit(SubmitError::BadLane(_)) => {
+                (StatusCode::BAD_REQUEST, "bad-header", "Invalid header")
+            }
             BadParameter(_) => (
                 StatusCode::BAD_REQUEST,
                 "bad-parameter",

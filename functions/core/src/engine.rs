@@ -42,7 +42,9 @@ use crate::follow::{Call, Followed};
 use crate::idempotency::{self, Begin};
 use crate::message::QueueMessage;
 use crate::metrics::{Metric, Metrics};
-use crate::ports::{Backend, Clock, IdemOutcome, IdempotencyStore, Queue, StoreError, TicketStore};
+use crate::ports::{
+    Backend, Clock, IdemOutcome, IdempotencyStore, Priority, Queue, StoreError, TicketStore,
+};
 use crate::route::{Lookup, Route, RouteTable, DEFAULT_ROUTE};
 use crate::ticket::{CapturedRequest, Reason, Ticket, TicketId};
 
@@ -157,6 +159,9 @@ pub enum SubmitError {
     /// queued (it would have failed over for `reason`).
     #[error("the backend could not answer ({}) and this route does not queue requests", reason.as_str())]
     SyncOnly { retry_after_s: u64, reason: Reason },
+    /// A `Failover-Lane` header naming no lane, where clients may choose.
+    #[error("{0}")]
+    BadLane(String),
 }
 
 pub struct Engine {
@@ -253,7 +258,16 @@ impl Engine {
             .filter(|(name, _)| route.forward_headers.contains(name))
             .cloned()
             .collect();
+        let header = sub
+            .headers
+            .iter()
+            .find(|(name, _)| name == crate::lane::LANE_HEADER)
+            .map(|(_, value)| value.as_str());
+        let lane = (route.policy.lanes)
+            .choose(&sub.body, header)
+            .map_err(SubmitError::BadLane)?;
         let request = CapturedRequest {
+            lane,
             body: std::mem::take(&mut sub.body),
             content_type: sub.content_type.clone(),
             request_id: sub.request_id.clone(),
@@ -371,6 +385,13 @@ impl Engine {
         if policy.force_mode == ForceMode::Async {
             return self
                 .capture(req, ticket_id, Reason::Forced, None, applied)
+                .await;
+        }
+        let now = self.deps.clock.now_ms();
+        if policy.lanes.opens_at(req.lane, now).is_some() {
+            // Outside its lane's window: not even a sync attempt.
+            return self
+                .capture(req, ticket_id, Reason::Scheduled, None, applied)
                 .await;
         }
         let judge_by = match sub.deadline_cap {
@@ -534,11 +555,15 @@ impl Engine {
         }
     }
 
+    /// A queued ticket; one whose lane is outside its window is due when
+    /// the window opens (so that the sweeper does not take it for lost).
     fn new_ticket(&self, req: &CapturedRequest, ticket_id: TicketId, reason: Reason) -> Ticket {
         let request = req.clone();
         let now = self.deps.clock.now_ms();
         let ttl = self.policy.ticket_ttl.as_millis() as i64;
-        Ticket::new(ticket_id, reason, request, now, ttl)
+        let mut ticket = Ticket::new(ticket_id, reason, request, now, ttl);
+        ticket.next_attempt_at = self.policy.lanes.opens_at(req.lane, now);
+        ticket
     }
 
     async fn capture_ticket(
@@ -593,7 +618,16 @@ impl Engine {
             }
         }
         let body = QueueMessage::new(ticket_id).to_body();
-        let sent = timeout(budget, self.deps.queue.send(&body, Duration::ZERO)).await;
+        // Due when its window opens, or now.
+        let now = self.deps.clock.now_ms();
+        let wait_ms = ticket.next_attempt_at.map_or(0, |at| (at - now).max(0));
+        let delay = Duration::from_millis(wait_ms as u64);
+        let priority = Priority {
+            lane: ticket.request.lane,
+            since_ms: now + wait_ms,
+        };
+        let send = self.deps.queue.send(&body, priority, delay);
+        let sent = timeout(budget, send).await;
         let failure = match sent {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(format!("queue: {e}")),
@@ -608,11 +642,16 @@ impl Engine {
             return Err(unavailable(detail));
         }
         tracing::info!(%ticket_id, reason = reason.as_str(), "request accepted for async processing");
+        // Not before its window: the client need not poll until then.
+        let retry_after_s = match wait_ms {
+            0 => retry_hint_s.unwrap_or(1).clamp(1, 60),
+            ms => secs_ceil(ms as u64),
+        };
         Ok(Submitted {
             answer: Answer::Accepted {
                 ticket_id,
                 reason,
-                retry_after_s: retry_hint_s.unwrap_or(1).clamp(1, 60),
+                retry_after_s,
             },
             applied,
             replayed: false,

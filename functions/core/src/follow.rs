@@ -136,7 +136,11 @@ pub(crate) async fn follow(deps: Deps, policy: Arc<Policy>, ticket: Ticket, f: F
     }
     tracing::info!(ticket_id = %id, status = next.status.as_str(), "followed call recorded");
     let body = QueueMessage::new(id).to_body();
-    if let Err(e) = deps.queue.send(&body, Duration::ZERO).await {
+    let priority = crate::ports::Priority {
+        lane: next.request.lane,
+        since_ms: next.created_at,
+    };
+    if let Err(e) = deps.queue.send(&body, priority, Duration::ZERO).await {
         // The captured message still comes back when the lease ends.
         tracing::warn!(ticket_id = %id, error = %e, "could not hurry the worker");
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::lane::Lane;
 use crate::ticket::{Status, Ticket, TicketId};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -116,6 +117,25 @@ pub trait IdempotencyStore: Send + Sync {
     async fn replace(&self, record: &IdemRecord, expected_version: u64) -> Result<(), StoreError>;
 }
 
+/// Where a message stands in the drain order: its lane, and since when it
+/// has been waiting to be processed (the lane ages from then; see
+/// [`crate::lane::served_rank`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priority {
+    pub lane: Lane,
+    pub since_ms: i64,
+}
+
+impl Priority {
+    /// A `normal` message waiting since `since_ms`.
+    pub fn normal(since_ms: i64) -> Self {
+        Self {
+            lane: Lane::Normal,
+            since_ms,
+        }
+    }
+}
+
 /// One delivery of a queue message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -124,6 +144,8 @@ pub struct Delivery {
     pub body: String,
     /// 1 on the first delivery.
     pub receive_count: u32,
+    /// As it was sent.
+    pub priority: Priority,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -135,14 +157,72 @@ pub struct QueueStats {
     pub dead_letters: u64,
     /// Age of the oldest message not yet acknowledged.
     pub oldest_age_ms: Option<u64>,
+    /// The same per lane, highest first.
+    pub lanes: Vec<LaneStats>,
+}
+
+impl QueueStats {
+    /// The stats of groups of messages given as (lane, visible now, how
+    /// many, the oldest one's sending time).
+    pub fn of(
+        groups: impl Iterator<Item = (Lane, bool, u64, i64)>,
+        dead_letters: u64,
+        now_ms: i64,
+    ) -> Self {
+        let mut lanes: Vec<LaneStats> = Lane::ALL.into_iter().map(LaneStats::empty).collect();
+        for (lane, visible, count, sent_at) in groups {
+            let l = &mut lanes[lane.rank() as usize];
+            match visible {
+                true => l.visible += count,
+                false => l.in_flight += count,
+            }
+            let age = (now_ms - sent_at).max(0) as u64;
+            l.oldest_age_ms = Some(l.oldest_age_ms.map_or(age, |a| a.max(age)));
+        }
+        Self {
+            visible: lanes.iter().map(|l| l.visible).sum(),
+            in_flight: lanes.iter().map(|l| l.in_flight).sum(),
+            dead_letters,
+            oldest_age_ms: lanes.iter().filter_map(|l| l.oldest_age_ms).max(),
+            lanes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LaneStats {
+    pub lane: Lane,
+    pub visible: u64,
+    pub in_flight: u64,
+    /// `None` where the queue cannot tell (SQS).
+    pub oldest_age_ms: Option<u64>,
+}
+
+impl LaneStats {
+    pub fn empty(lane: Lane) -> Self {
+        Self {
+            lane,
+            visible: 0,
+            in_flight: 0,
+            oldest_age_ms: None,
+        }
+    }
 }
 
 /// The durable queue between capture and worker.
 #[async_trait]
 pub trait Queue: Send + Sync {
     /// Durably enqueues; returns the message id.
-    async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError>;
-    /// Up to `max` visible messages, hidden for `visibility` after receipt.
+    async fn send(
+        &self,
+        body: &str,
+        priority: Priority,
+        delay: Duration,
+    ) -> Result<String, QueueError>;
+    /// Up to `max` visible messages, hidden for `visibility` after receipt,
+    /// highest lane first (as each is served: see
+    /// [`crate::lane::served_rank`]; SQS, one queue per lane, orders by
+    /// lane alone and leaves ageing to the worker), then oldest due first.
     /// Waits up to `wait` for one to arrive (long polling).
     async fn receive(
         &self,
@@ -151,9 +231,9 @@ pub trait Queue: Send + Sync {
         wait: Duration,
     ) -> Result<Vec<Delivery>, QueueError>;
     /// Deletes the delivered message.
-    async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Makes the delivered message visible again after `delay`.
-    async fn defer(&self, receipt: &str, delay: Duration) -> Result<(), QueueError>;
+    async fn defer(&self, delivery: &Delivery, delay: Duration) -> Result<(), QueueError>;
     /// Moves a message that can never be processed to the dead-letter queue.
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
     async fn stats(&self) -> Result<QueueStats, QueueError>;

@@ -13,6 +13,8 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
+use crate::lane::Lane;
+
 /// How long a ticket stays readable after `expires_at`.
 pub const RETENTION_AFTER_EXPIRY_MS: i64 = 24 * 3600 * 1000;
 
@@ -116,6 +118,8 @@ pub enum Reason {
     Overloaded,
     ClientRequested,
     Forced,
+    /// Its lane is outside its window (`LANE_WINDOWS`).
+    Scheduled,
 }
 
 impl Reason {
@@ -127,6 +131,7 @@ impl Reason {
             Reason::Overloaded => "overloaded",
             Reason::ClientRequested => "client_requested",
             Reason::Forced => "forced",
+            Reason::Scheduled => "scheduled",
         }
     }
 }
@@ -182,6 +187,9 @@ pub struct CapturedRequest {
     /// The request headers its route forwards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
+    /// Its priority lane (tickets from before lanes: `normal`).
+    #[serde(default)]
+    pub lane: Lane,
 }
 
 fn default_route() -> String {
@@ -201,6 +209,7 @@ impl CapturedRequest {
             params: Vec::new(),
             query: None,
             headers: Vec::new(),
+            lane: Lane::Normal,
         }
     }
 }

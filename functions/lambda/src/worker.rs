@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use failover_adapters::aws::env::{init_json_tracing, ports, webhook_secret, AwsSettings};
+use failover_adapters::aws::priority_of;
 use failover_core::ports::Delivery;
 use failover_core::Policy;
 use futures::StreamExt;
@@ -26,7 +27,18 @@ use failover_worker::{Disposition, Notifiers, Worker};
 const REPORT_MARGIN: Duration = Duration::from_millis(500);
 
 fn delivery(m: SqsMessage) -> Delivery {
+    let custom = |name: &str| {
+        m.message_attributes
+            .get(name)
+            .and_then(|a| a.string_value.as_deref())
+    };
+    let priority = priority_of(
+        custom("lane"),
+        custom("since_ms"),
+        m.attributes.get("SentTimestamp").map(String::as_str),
+    );
     Delivery {
+        priority,
         receive_count: m
             .attributes
             .get("ApproximateReceiveCount")

@@ -93,7 +93,11 @@ pub async fn run(
     private_dir(&config.data_dir)?;
     let db = config.data_dir.join("failover.sqlite3");
     let clock = Arc::new(SystemClock);
-    let store = SqliteStore::open(&db, clock.clone(), SqliteOptions::default())
+    let options = SqliteOptions {
+        lane_ageing: config.policy.lanes.ageing,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&db, clock.clone(), options)
         .with_context(|| format!("opening {}", db.display()))?;
     for file in [
         "failover.sqlite3",

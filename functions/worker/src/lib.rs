@@ -8,17 +8,18 @@
 //! [`Worker::run`] is local mode's loop over the embedded queue. The Lambda
 //! function (AWS mode) calls the same `handle` for each SQS record.
 
+mod lanes;
 pub mod notify;
 pub mod process;
 pub mod sweeper;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use failover_core::drain::DrainLimiter;
-use failover_core::ports::{Delivery, EventPublisher, QueueError, WebhookSender};
+use failover_core::ports::{Delivery, EventPublisher, LaneStats, QueueError, WebhookSender};
 use failover_core::{Deps, Policy};
 use tokio::sync::Semaphore;
 
@@ -40,6 +41,9 @@ pub struct Worker {
     /// Set on shutdown: start no more backend calls, so that every call
     /// in progress can write its outcome before the process exits.
     stopping: AtomicBool,
+    /// The queue's lanes as last read (when, and each lane's stats), to
+    /// hold a lane back while a higher one has work waiting.
+    backlog: Mutex<Option<(i64, Vec<LaneStats>)>>,
 }
 
 impl Worker {
@@ -47,6 +51,7 @@ impl Worker {
         Self {
             drain: DrainLimiter::new(&policy),
             stopping: AtomicBool::new(false),
+            backlog: Mutex::new(None),
             policy,
             deps,
             notifiers,
@@ -70,18 +75,20 @@ impl Worker {
     pub async fn settle(&self, delivery: &Delivery, disposition: Disposition) -> bool {
         let queue = &self.deps.queue;
         let done = match &disposition {
-            Disposition::Ack => queue.ack(&delivery.receipt).await,
-            Disposition::Retry(delay) => queue.defer(&delivery.receipt, *delay).await,
-            Disposition::Requeue(delay) => match queue.send(&delivery.body, *delay).await {
-                // The copy is out: this one goes (a failed delete only
-                // leaves a duplicate, which the ticket makes harmless).
-                Ok(_) => queue.ack(&delivery.receipt).await.or(Ok(())),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not requeue: deferring instead");
-                    let _ = queue.defer(&delivery.receipt, *delay).await;
-                    Err(e)
+            Disposition::Ack => queue.ack(delivery).await,
+            Disposition::Retry(delay) => queue.defer(delivery, *delay).await,
+            Disposition::Requeue(delay) => {
+                match queue.send(&delivery.body, delivery.priority, *delay).await {
+                    // The copy is out: this one goes (a failed delete only
+                    // leaves a duplicate, which the ticket makes harmless).
+                    Ok(_) => queue.ack(delivery).await.or(Ok(())),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not requeue: deferring instead");
+                        let _ = queue.defer(delivery, *delay).await;
+                        Err(e)
+                    }
                 }
-            },
+            }
             Disposition::DeadLetter(reason) => queue.dead_letter(delivery, reason).await,
         };
         match done {

@@ -13,7 +13,7 @@ use failover_core::attempt::{conclude, exhausted, judge, with_event, Next};
 use failover_core::backoff::retry_delay;
 use failover_core::breaker::{Admission, HealthGate};
 use failover_core::message::QueueMessage;
-use failover_core::ports::{Delivery, StoreError};
+use failover_core::ports::{Delivery, Priority, StoreError};
 use failover_core::ticket::{ErrorKind, IllegalTransition, Status, Ticket, TicketError};
 use tokio::time::timeout;
 use tracing::Instrument;
@@ -68,10 +68,12 @@ impl Worker {
         };
         // Every line logged for this message carries the ticket id.
         let span = tracing::info_span!("ticket", ticket_id = %msg.ticket_id);
-        self.handle_ticket(msg).instrument(span).await
+        self.handle_ticket(msg, delivery.priority)
+            .instrument(span)
+            .await
     }
 
-    async fn handle_ticket(&self, msg: QueueMessage) -> Disposition {
+    async fn handle_ticket(&self, msg: QueueMessage, priority: Priority) -> Disposition {
         let ticket = match self.deps.tickets.get(&msg.ticket_id).await {
             Ok(Some(t)) => t,
             Ok(None) => {
@@ -82,10 +84,10 @@ impl Worker {
             }
             Err(e) => return store_trouble(e),
         };
-        self.advance(ticket).await
+        self.advance(ticket, priority).await
     }
 
-    async fn advance(&self, ticket: Ticket) -> Disposition {
+    async fn advance(&self, ticket: Ticket, priority: Priority) -> Disposition {
         let now = self.deps.clock.now_ms();
         if ticket.status.is_terminal() {
             return self.notify(ticket).await;
@@ -130,6 +132,21 @@ impl Worker {
             // The last attempt's worker died before it could record anything.
             return self.finish(&ticket, now, |t| exhausted(t, now, None)).await;
         }
+        if let Some(opens) = self.policy.lanes.opens_at(ticket.request.lane, now) {
+            // Its lane is outside its window: nothing is claimed until the
+            // window opens (hours, perhaps: re-sent, not hidden).
+            tracing::debug!(lane = ticket.request.lane.as_str(), "outside its window");
+            self.outcome("scheduled");
+            return self.postpone(&ticket, now, until(now, opens), true).await;
+        }
+        if let Some(waiting) = self.higher_backlog(priority, now).await {
+            tracing::debug!(waiting, "a higher lane has work waiting: held back");
+            self.outcome("held");
+            let hold = self.hold_for(waiting);
+            return self
+                .postpone(&ticket, now, hold + retry_delay(1, hold, SOON), true)
+                .await;
+        }
         // While the backend is known to be down, do not burn an attempt:
         // come back when the next probe is due (with jitter, so a backlog
         // does not return all at once). A worker may be that probe, so
@@ -142,21 +159,23 @@ impl Worker {
                 let jitter = retry_delay(1, retry_after.min(Duration::from_secs(2)), SOON);
                 tracing::debug!(?retry_after, "breaker open: deferring");
                 self.outcome("deferred");
-                return self.postpone(&ticket, now, retry_after + jitter).await;
+                return self
+                    .postpone(&ticket, now, retry_after + jitter, false)
+                    .await;
             }
             Admission::Shed => {
                 // The fleet is at SYNC_MAX_INFLIGHT: background work yields
                 // to the requests someone is waiting for.
                 self.outcome("deferred");
                 return self
-                    .postpone(&ticket, now, SOON + retry_delay(1, SOON, SOON))
+                    .postpone(&ticket, now, SOON + retry_delay(1, SOON, SOON), false)
                     .await;
             }
             // Pace the backlog so a recovering backend is not flooded.
             Admission::Sync => {
                 if let Err(delay) = self.pace(now, gate.as_ref()).await {
                     self.outcome("paced");
-                    return self.postpone(&ticket, now, delay).await;
+                    return self.postpone(&ticket, now, delay, false).await;
                 }
             }
             // Not paced: it is one call, and recovery waits on it.
@@ -186,12 +205,19 @@ impl Worker {
         }
     }
 
-    /// Defers the message without spending an attempt. A long deferral is
+    /// Defers the message without spending an attempt (`resend`: by a fresh
+    /// copy, which burns no receive, whatever the delay). A long deferral is
     /// written to the ticket too (a conditional write, skipped while the
     /// ticket's recorded due time is recent), so that the sweeper, which
     /// re-enqueues tickets long past due, does not take an outage's backlog
     /// for lost messages and double it.
-    async fn postpone(&self, ticket: &Ticket, now: i64, delay: Duration) -> Disposition {
+    async fn postpone(
+        &self,
+        ticket: &Ticket,
+        now: i64,
+        delay: Duration,
+        resend: bool,
+    ) -> Disposition {
         let until = now + delay.as_millis() as i64;
         let recorded = ticket.due_at().unwrap_or(now);
         // A ticket no worker has touched yet is marked, whatever the delay:
@@ -208,7 +234,7 @@ impl Worker {
                 }
             }
         }
-        match delay >= REQUEUE_FROM {
+        match resend || delay >= REQUEUE_FROM {
             true => Disposition::Requeue(delay),
             false => Disposition::Retry(delay),
         }

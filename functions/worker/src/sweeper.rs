@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use failover_core::message::QueueMessage;
-use failover_core::ports::StoreError;
+use failover_core::ports::{Priority, StoreError};
 
 use crate::Worker;
 
@@ -65,7 +65,11 @@ impl Worker {
                 continue;
             };
             let body = QueueMessage::new(id).to_body();
-            if let Err(e) = self.deps.queue.send(&body, Duration::ZERO).await {
+            let priority = Priority {
+                lane: ticket.request.lane,
+                since_ms: ticket.created_at,
+            };
+            if let Err(e) = self.deps.queue.send(&body, priority, Duration::ZERO).await {
                 tracing::error!(ticket_id = %id, error = %e, "could not re-enqueue");
                 continue;
             }

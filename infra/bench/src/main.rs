@@ -261,7 +261,8 @@ async fn drain() -> anyhow::Result<()> {
         SqliteOptions::default(),
     )?;
     for i in 0..DRAIN {
-        raw.send(&format!("m{i}"), Duration::ZERO).await?;
+        let normal = failover_core::ports::Priority::normal(0);
+        raw.send(&format!("m{i}"), normal, Duration::ZERO).await?;
     }
     let started = Instant::now();
     let mut done = 0;
@@ -271,7 +272,7 @@ async fn drain() -> anyhow::Result<()> {
             .await?;
         anyhow::ensure!(!batch.is_empty(), "raw queue ran dry at {done}");
         for d in batch {
-            raw.ack(&d.receipt).await?;
+            raw.ack(&d).await?;
             done += 1;
         }
     }

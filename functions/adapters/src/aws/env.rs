@@ -6,6 +6,7 @@ use std::sync::Arc;
 use failover_core::breaker::{Breaker, HealthGate, HealthGates};
 use failover_core::callback::CallbackRules;
 use failover_core::config::ConfigError;
+use failover_core::lane::Lane;
 use failover_core::metrics::Emf;
 use failover_core::ports::SystemClock;
 use failover_core::route::RouteTable;
@@ -34,9 +35,13 @@ pub struct AwsSettings {
     pub table: String,
     /// `BODY_BUCKET`: where bodies too large for a table item go.
     pub body_bucket: String,
+    /// The `normal` lane's queue (and every lane's without its own).
     pub queue_url: String,
     /// Where poison messages go (the worker needs it).
     pub dlq_url: Option<String>,
+    /// `QUEUE_URL_CRITICAL`, `DLQ_URL_CRITICAL`, `QUEUE_URL_BULK`,
+    /// `DLQ_URL_BULK`: the other lanes' queues, if they have their own.
+    pub lane_queues: Vec<(Lane, String, Option<String>)>,
     /// Where terminal events go (the worker needs it).
     pub topic_arn: Option<String>,
     /// `BACKEND_URL`: where `POST /requests` goes without a routes file.
@@ -90,6 +95,14 @@ impl AwsSettings {
             body_bucket: required(get, "BODY_BUCKET")?,
             queue_url: required(get, "QUEUE_URL")?,
             dlq_url: get("DLQ_URL").filter(|v| !v.is_empty()),
+            lane_queues: [(Lane::Critical, "CRITICAL"), (Lane::Bulk, "BULK")]
+                .into_iter()
+                .filter_map(|(lane, name)| {
+                    let url = get(&format!("QUEUE_URL_{name}")).filter(|v| !v.is_empty())?;
+                    let dlq = get(&format!("DLQ_URL_{name}")).filter(|v| !v.is_empty());
+                    Some((lane, url, dlq))
+                })
+                .collect(),
             topic_arn: get("TOPIC_ARN").filter(|v| !v.is_empty()),
             backend_url: match get("ROUTES_FILE").filter(|v| !v.trim().is_empty()) {
                 Some(_) => get("BACKEND_URL").unwrap_or_default(),
@@ -132,11 +145,19 @@ pub async fn ports(
         )
         .with_blobs(Arc::new(blobs)),
     );
-    let queue = Arc::new(SqsQueue::new(
+    let sqs = SqsQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
         settings.queue_url.clone(),
         settings.dlq_url.clone(),
-    ));
+    );
+    let queue = Arc::new(
+        settings
+            .lane_queues
+            .iter()
+            .fold(sqs, |q, (lane, url, dlq)| {
+                q.with_lane(*lane, url.clone(), dlq.clone())
+            }),
+    );
     let topic = settings.topic_arn.as_ref().map(|arn| {
         Arc::new(SnsPublisher::new(
             aws_sdk_sns::Client::new(&sdk),

@@ -40,7 +40,7 @@ pub use health::{budget, record_bytes, GroupHealth, RECORD_WCU_BUDGET};
 pub use health_view::{view_bytes, VIEW_COPIES};
 pub use parts::INLINE_MAX;
 pub use sns::SnsPublisher;
-pub use sqs::SqsQueue;
+pub use sqs::{priority_of, SqsQueue};
 
 /// Loads the shared SDK configuration with timeouts bounded by `budget`.
 /// Makes no network call (credentials are resolved on first use).

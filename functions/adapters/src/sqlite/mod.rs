@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS queue (
     sent_at INTEGER NOT NULL,
     visible_at INTEGER NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt TEXT
+    receipt TEXT,
+    lane INTEGER NOT NULL DEFAULT 1,
+    since_at INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at, seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -60,7 +62,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason TEXT NOT NULL,
     receive_count INTEGER NOT NULL,
     sent_at INTEGER NOT NULL,
-    dead_at INTEGER NOT NULL
+    dead_at INTEGER NOT NULL,
+    lane INTEGER NOT NULL DEFAULT 1,
+    since_at INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS dead_letters_age ON dead_letters (dead_at);
 CREATE TABLE IF NOT EXISTS publications (
@@ -73,6 +77,33 @@ CREATE TABLE IF NOT EXISTS publications (
 );
 CREATE INDEX IF NOT EXISTS publications_age ON publications (published_at);
 "#;
+
+/// Columns added since the first schema, to databases made before them:
+/// a message from before lanes is `normal`, waiting since it was sent.
+const ADDED: [(&str, &str, &str); 4] = [
+    ("queue", "lane", "INTEGER NOT NULL DEFAULT 1"),
+    ("queue", "since_at", "INTEGER NOT NULL DEFAULT 0"),
+    ("dead_letters", "lane", "INTEGER NOT NULL DEFAULT 1"),
+    ("dead_letters", "since_at", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    for (table, column, kind) in ADDED {
+        let mut columns = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .map_err(unavailable)?;
+        let names = columns
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        if !names.iter().any(|n| n == column) {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+                .map_err(unavailable)?;
+        }
+    }
+    Ok(())
+}
 
 /// Rows deleted per statement of a purge: the writer is shared, so a purge
 /// of a long backlog goes in slices between the writes of live requests.
@@ -94,11 +125,16 @@ pub struct SqliteOptions {
     /// `maxReceiveCount`). The worker counts attempts on the ticket itself;
     /// this only catches messages that crash every worker that takes them.
     pub max_receives: u32,
+    /// `LANE_AGEING_S`, for the receive order.
+    pub lane_ageing: std::time::Duration,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { max_receives: 100 }
+        Self {
+            max_receives: 100,
+            lane_ageing: failover_core::lane::Lanes::default().ageing,
+        }
     }
 }
 
@@ -163,6 +199,7 @@ impl SqliteStore {
         };
         let conn = connect()?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        migrate(&conn)?;
         let reader = connect()?;
         Ok(Self {
             writer: writer::Writer::start(conn)?,

@@ -137,22 +137,35 @@ impl Lanes {
         )
     }
 
-    /// The lane a ticket of `lane` captured at `since_ms` is served as at
-    /// `now_ms`: one higher for each `ageing` it has waited (counted from
-    /// its window's opening for a lane with windows).
+    /// The lane a message of `lane` waiting since `since_ms` is served as
+    /// at `now_ms` (waiting counted from its window's opening for a lane
+    /// with windows): see [`served_rank`].
     pub fn served_as(&self, lane: Lane, since_ms: i64, now_ms: i64) -> Lane {
         let opened = self
             .windows(lane)
             .iter()
             .filter_map(|w| w.opened_at(now_ms))
             .min();
-        let waited = now_ms - since_ms.max(opened.unwrap_or(i64::MIN));
-        let steps = match self.ageing.as_millis() as i64 {
-            0 => 0,
-            step => (waited.max(0) / step).min(2) as u8,
-        };
-        Lane::ALL[lane.rank().saturating_sub(steps) as usize]
+        let since = since_ms.max(opened.unwrap_or(i64::MIN));
+        Lane::ALL[served_rank(lane, since, now_ms, self.ageing) as usize]
     }
+
+    /// When a message of `lane` captured (or re-sent) at `now_ms` starts
+    /// waiting: now, or when its window opens.
+    pub fn since(&self, lane: Lane, now_ms: i64) -> i64 {
+        self.opens_at(lane, now_ms).unwrap_or(now_ms)
+    }
+}
+
+/// The rank (0 = `critical`) a message of `lane` that has waited since
+/// `since_ms` is served at: one higher for each `ageing` waited, so that a
+/// lower lane is never starved for ever. The queues order by it.
+pub fn served_rank(lane: Lane, since_ms: i64, now_ms: i64, ageing: Duration) -> u8 {
+    let steps = match ageing.as_millis() as i64 {
+        0 => 0,
+        step => ((now_ms - since_ms).max(0) / step).min(2) as u8,
+    };
+    lane.rank().saturating_sub(steps)
 }
 
 fn parse_windows(text: &str) -> Result<[Vec<Window>; 3], String> {

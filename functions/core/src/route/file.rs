@@ -59,8 +59,9 @@ const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 const RESERVED: [&str; 2] = ["tickets", "health"];
 const GATEWAY_PATHS: [&str; 3] = ["/tickets/_/result", "/tickets/_", "/health"];
 /// Headers the gateway sets itself, or that belong to one connection.
-const NOT_FORWARDED: [&str; 10] = [
+const NOT_FORWARDED: [&str; 11] = [
     "idempotency-key",
+    crate::lane::LANE_HEADER,
     "x-request-id",
     "content-type",
     "content-length",
