@@ -288,7 +288,7 @@ async fn metrics_name_the_route_and_the_breaker_group() {
     assert!(seen.iter().any(|m| matches!(m,
         Metric::SyncAnswered { route, .. } if route == "create-payment")));
     assert!(seen.iter().any(|m| matches!(m,
-        Metric::Failover { reason: "timeout", route } if route == "order-status")));
+        Metric::Failover { reason: "timeout", route, .. } if route == "order-status")));
     assert!(seen.iter().any(|m| matches!(m,
         Metric::BreakerTransition { to: "open", group } if group == "http://127.0.0.1:9100")));
     assert!(!seen.iter().any(|m| matches!(m,

@@ -30,10 +30,12 @@ fn emitted() -> BTreeSet<Identity> {
         "overloaded",
         "client_requested",
         "forced",
+        "scheduled",
     ] {
         metrics.push(Metric::Failover {
             reason,
             route: String::new(),
+            lane: "normal",
         });
     }
     for outcome in [
@@ -45,8 +47,13 @@ fn emitted() -> BTreeSet<Identity> {
         "retried",
         "deferred",
         "paced",
+        "scheduled",
+        "held",
     ] {
-        metrics.push(Metric::WorkerOutcome { outcome });
+        metrics.push(Metric::WorkerOutcome {
+            outcome,
+            lane: "normal",
+        });
     }
     for to in ["open", "half_open", "closed"] {
         metrics.push(Metric::BreakerTransition {

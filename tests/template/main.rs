@@ -562,3 +562,54 @@ fn the_routes_file_ships_in_a_layer_when_set() {
         "{env}"
     );
 }
+
+/// Each lane has its queue, redriving to its own dead-letter queue, polled
+/// by the worker through a mapping of its own; each function may send to
+/// what it sends to (the API: every lane's queue, and it counts them for
+/// `/health`; the worker: every queue and dead-letter queue, as it re-sends
+/// a message it holds back or moves poison; the sweeper: every queue).
+/// The emulators enforce no IAM, so this is where a missing grant shows.
+#[test]
+fn every_lane_has_its_queue_mapping_and_grants() {
+    let t = template();
+    let lanes = [
+        (
+            "CriticalQueue",
+            "CriticalDeadLetterQueue",
+            "QUEUE_URL_CRITICAL",
+        ),
+        ("RequestQueue", "RequestDeadLetterQueue", "QUEUE_URL"),
+        ("BulkQueue", "BulkDeadLetterQueue", "QUEUE_URL_BULK"),
+    ];
+    let events = at(&t, &["Resources", "WorkerFunction", "Properties", "Events"]);
+    let globals = at(&t, &["Globals", "Function", "Environment", "Variables"]);
+    let grants = |function: &str| {
+        let policies = at(&t, &["Resources", function, "Properties", "Policies"]);
+        serde_yaml::to_string(policies).expect("policies")
+    };
+    let (api, worker, sweeper) = (
+        grants("ApiFunction"),
+        grants("WorkerFunction"),
+        grants("SweeperFunction"),
+    );
+    for (queue, dlq, variable) in lanes {
+        let redrive = at(&t, &["Resources", queue, "Properties", "RedrivePolicy"]);
+        let target = tag(&redrive["deadLetterTargetArn"], "!GetAtt").expect("GetAtt");
+        assert_eq!(target.as_str(), Some(format!("{dlq}.Arn").as_str()));
+        assert_eq!(tag(&globals[variable], "!Ref").expect("Ref"), queue);
+        let mapped = events.as_mapping().expect("events").values().any(|e| {
+            tag(&e["Properties"]["Queue"], "!GetAtt").and_then(Value::as_str)
+                == Some(format!("{queue}.Arn").as_str())
+                && e["Properties"]["FunctionResponseTypes"][0] == "ReportBatchItemFailures"
+        });
+        assert!(mapped, "no worker mapping for {queue}");
+        let arn = format!("{queue}.Arn");
+        for (name, text) in [("api", &api), ("worker", &worker), ("sweeper", &sweeper)] {
+            assert!(text.contains(&arn), "{name} cannot send to {queue}: {text}");
+        }
+        assert!(worker.contains(&format!("{dlq}.Arn")), "worker and {dlq}");
+        assert!(worker.contains(&format!("QueueName: !GetAtt {queue}.QueueName")));
+    }
+    assert!(api.contains("sqs:SendMessage") && api.contains("sqs:GetQueueAttributes"));
+    assert!(worker.contains("sqs:SendMessage") && sweeper.contains("sqs:SendMessage"));
+}

@@ -27,6 +27,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         .into_iter()
         .map(|(group, b)| (group, json!(b)))
         .collect();
+    let now = engine.deps().clock.now_ms();
     let queue = match engine.backlog().await {
         Ok(s) => json!({
             "available": true,
@@ -35,6 +36,25 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
             "in_flight": s.in_flight,
             "dead_letters": s.dead_letters,
             "oldest_age_ms": s.oldest_age_ms,
+            "lanes": s.lanes.iter().map(|l| {
+                // A lane with windows says whether it is in one, and if
+                // not, when the next opens.
+                let windows = policy.lanes.windows(l.lane);
+                let opens = policy.lanes.opens_at(l.lane, now);
+                let mut lane = json!({
+                    "lane": l.lane,
+                    "depth": l.visible + l.in_flight,
+                    "visible": l.visible,
+                    "in_flight": l.in_flight,
+                    "oldest_age_ms": l.oldest_age_ms,
+                });
+                if !windows.is_empty() {
+                    lane["windows"] = json!(windows.iter().map(|w| w.text()).collect::<Vec<_>>());
+                    lane["open"] = json!(opens.is_none());
+                    lane["opens_at"] = json!(opens.map(failover_core::view::rfc3339));
+                }
+                lane
+            }).collect::<Vec<_>>(),
         }),
         Err(e) => json!({ "available": false, "error": e }),
     };

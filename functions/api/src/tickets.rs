@@ -87,10 +87,19 @@ pub async fn get_ticket(
             }
         }
     }
-    let mut resp = Json(TicketView::from(&ticket)).into_response();
+    // A ticket waiting for its lane's window: poll when it opens.
+    let now = state.engine.deps().clock.now_ms();
+    let lanes = &state.engine.policy().lanes;
+    let opens = lanes.opens_at(ticket.request.lane, now);
+    let view = TicketView::waiting(&ticket, opens);
+    let mut resp = Json(&view).into_response();
     if !ticket.status.is_terminal() {
+        let after = match view.not_before {
+            Some(_) => opens.map_or(1, |at| ((at - now).max(0) as u64).div_ceil(1000).max(1)),
+            None => 1,
+        };
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            .insert(header::RETRY_AFTER, HeaderValue::from(after));
     }
     Ok(resp)
 }

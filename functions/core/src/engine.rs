@@ -579,6 +579,7 @@ impl Engine {
                 self.deps.metrics.record(Metric::Failover {
                     reason: ticket.reason.as_str(),
                     route: self.route_label(&ticket.request.route),
+                    lane: ticket.request.lane.as_str(),
                 });
                 Metric::CaptureLatency {
                     ms: started.elapsed().as_secs_f64() * 1000.0,

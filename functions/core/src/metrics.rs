@@ -12,15 +12,23 @@ use serde_json::{json, Map, Value};
 pub enum Metric {
     /// The backend answered in time (2xx-4xx), on this route.
     SyncAnswered { latency_ms: f64, route: String },
-    /// A request of this route went async, with its reason.
-    Failover { reason: &'static str, route: String },
+    /// A request of this route and lane went async, with its reason.
+    Failover {
+        reason: &'static str,
+        route: String,
+        lane: &'static str,
+    },
     /// Ticket + message written (the time the 202 waited for).
     CaptureLatency { ms: f64 },
     /// A capture failed and the client got 503.
     CaptureFailed,
-    /// What a worker attempt ended in: succeeded, rejected, exhausted,
-    /// expired or retried.
-    WorkerOutcome { outcome: &'static str },
+    /// What the worker did with a message of this lane: succeeded,
+    /// rejected, exhausted, expired, unroutable, retried, or put it off
+    /// (deferred, paced, scheduled, held).
+    WorkerOutcome {
+        outcome: &'static str,
+        lane: &'static str,
+    },
     /// The breaker of this group changed state.
     BreakerTransition { to: &'static str, group: String },
     /// A notification channel (`webhook` or `topic`) used every attempt
@@ -60,17 +68,24 @@ impl Emf {
                 *latency_ms,
                 vec![("Route", route)],
             ),
-            Metric::Failover { reason, route } => (
+            Metric::Failover {
+                reason,
+                route,
+                lane,
+            } => (
                 "Failover",
                 "Count",
                 1.0,
-                vec![("Reason", reason), ("Route", route)],
+                vec![("Reason", reason), ("Route", route), ("Lane", lane)],
             ),
             Metric::CaptureLatency { ms } => ("CaptureLatency", "Milliseconds", *ms, vec![]),
             Metric::CaptureFailed => ("CaptureFailed", "Count", 1.0, vec![]),
-            Metric::WorkerOutcome { outcome } => {
-                ("WorkerOutcome", "Count", 1.0, vec![("Outcome", outcome)])
-            }
+            Metric::WorkerOutcome { outcome, lane } => (
+                "WorkerOutcome",
+                "Count",
+                1.0,
+                vec![("Outcome", outcome), ("Lane", lane)],
+            ),
             Metric::BreakerTransition { to, group } => (
                 "BreakerTransition",
                 "Count",
@@ -133,6 +148,7 @@ mod tests {
         let failover = Metric::Failover {
             reason: "timeout",
             route: String::new(),
+            lane: "",
         };
         let d = emf.document(&failover, 42);
         assert_eq!(d["Failover"], 1.0);
@@ -146,13 +162,22 @@ mod tests {
         let routed = Metric::Failover {
             reason: "timeout",
             route: "refund".into(),
+            lane: "bulk",
         };
         let d = emf.document(&routed, 42);
-        assert_eq!(d["Route"], "refund");
+        assert_eq!(
+            (&d["Route"], &d["Lane"]),
+            (&json!("refund"), &json!("bulk"))
+        );
         let sets = &d["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
         assert_eq!(
             *sets,
-            json!([["Service", "Reason"], ["Service", "Route"], ["Service"]])
+            json!([
+                ["Service", "Reason"],
+                ["Service", "Route"],
+                ["Service", "Lane"],
+                ["Service"]
+            ])
         );
         let plain = emf.document(&Metric::CaptureFailed, 42);
         assert_eq!(

@@ -76,6 +76,11 @@ pub struct TicketView {
     pub route: String,
     pub status: &'static str,
     pub reason: &'static str,
+    /// Its priority lane.
+    pub lane: &'static str,
+    /// While its lane is outside its window: when the window opens (it is
+    /// not processed before). Null otherwise.
+    pub not_before: Option<String>,
     pub attempts: u32,
     pub created_at: String,
     pub updated_at: String,
@@ -120,6 +125,18 @@ fn delivery(t: &Ticket) -> Option<DeliveryView> {
     })
 }
 
+impl TicketView {
+    /// The view of a ticket that waits for its lane's window until
+    /// `opens_ms`, if it does.
+    pub fn waiting(t: &Ticket, opens_ms: Option<i64>) -> Self {
+        let waits = t.status == crate::ticket::Status::Queued;
+        Self {
+            not_before: opens_ms.filter(|_| waits).map(rfc3339),
+            ..Self::from(t)
+        }
+    }
+}
+
 impl From<&Ticket> for TicketView {
     fn from(t: &Ticket) -> Self {
         Self {
@@ -127,6 +144,8 @@ impl From<&Ticket> for TicketView {
             route: t.request.route.clone(),
             status: t.status.as_str(),
             reason: t.reason.as_str(),
+            lane: t.request.lane.as_str(),
+            not_before: None,
             attempts: t.attempts,
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),

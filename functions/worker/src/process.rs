@@ -136,12 +136,12 @@ impl Worker {
             // Its lane is outside its window: nothing is claimed until the
             // window opens (hours, perhaps: re-sent, not hidden).
             tracing::debug!(lane = ticket.request.lane.as_str(), "outside its window");
-            self.outcome("scheduled");
+            self.outcome("scheduled", &ticket);
             return self.postpone(&ticket, now, until(now, opens), true).await;
         }
         if let Some(waiting) = self.higher_backlog(priority, now).await {
             tracing::debug!(waiting, "a higher lane has work waiting: held back");
-            self.outcome("held");
+            self.outcome("held", &ticket);
             let hold = self.hold_for(waiting);
             return self
                 .postpone(&ticket, now, hold + retry_delay(1, hold, SOON), true)
@@ -158,7 +158,7 @@ impl Worker {
             Admission::Open { retry_after } => {
                 let jitter = retry_delay(1, retry_after.min(Duration::from_secs(2)), SOON);
                 tracing::debug!(?retry_after, "breaker open: deferring");
-                self.outcome("deferred");
+                self.outcome("deferred", &ticket);
                 return self
                     .postpone(&ticket, now, retry_after + jitter, false)
                     .await;
@@ -166,7 +166,7 @@ impl Worker {
             Admission::Shed => {
                 // The fleet is at SYNC_MAX_INFLIGHT: background work yields
                 // to the requests someone is waiting for.
-                self.outcome("deferred");
+                self.outcome("deferred", &ticket);
                 return self
                     .postpone(&ticket, now, SOON + retry_delay(1, SOON, SOON), false)
                     .await;
@@ -174,7 +174,7 @@ impl Worker {
             // Pace the backlog so a recovering backend is not flooded.
             Admission::Sync => {
                 if let Err(delay) = self.pace(now, gate.as_ref()).await {
-                    self.outcome("paced");
+                    self.outcome("paced", &ticket);
                     return self.postpone(&ticket, now, delay, false).await;
                 }
             }
@@ -292,7 +292,7 @@ impl Worker {
                     .await
                 {
                     Ok(()) => {
-                        self.outcome("retried");
+                        self.outcome("retried", &ticket);
                         Disposition::Retry(delay)
                     }
                     Err(e) => store_trouble(e),
@@ -302,10 +302,11 @@ impl Worker {
         }
     }
 
-    fn outcome(&self, outcome: &'static str) {
+    fn outcome(&self, outcome: &'static str, ticket: &Ticket) {
+        let lane = ticket.request.lane.as_str();
         self.deps
             .metrics
-            .record(failover_core::metrics::Metric::WorkerOutcome { outcome });
+            .record(failover_core::metrics::Metric::WorkerOutcome { outcome, lane });
     }
 
     /// A terminal transition, then the notifications.
@@ -331,13 +332,14 @@ impl Worker {
             return store_trouble(e);
         }
         tracing::info!(status = next.status.as_str(), "ticket finished");
-        self.outcome(match next.error.as_ref().map(|e| e.kind) {
+        let outcome = match next.error.as_ref().map(|e| e.kind) {
             None => "succeeded",
             Some(ErrorKind::Rejected) => "rejected",
             Some(ErrorKind::Exhausted) => "exhausted",
             Some(ErrorKind::Expired) => "expired",
             Some(ErrorKind::Unroutable) => "unroutable",
-        });
+        };
+        self.outcome(outcome, &next);
         self.notify(next).await
     }
 }

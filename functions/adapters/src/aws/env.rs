@@ -98,8 +98,8 @@ impl AwsSettings {
             lane_queues: [(Lane::Critical, "CRITICAL"), (Lane::Bulk, "BULK")]
                 .into_iter()
                 .filter_map(|(lane, name)| {
-                    let url = get(&format!("QUEUE_URL_{name}")).filter(|v| !v.is_empty())?;
                     let dlq = get(&format!("DLQ_URL_{name}")).filter(|v| !v.is_empty());
+                    let url = get(&format!("QUEUE_URL_{name}")).filter(|v| !v.is_empty())?;
                     Some((lane, url, dlq))
                 })
                 .collect(),
