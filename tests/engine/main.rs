@@ -5,6 +5,7 @@
 mod abuse;
 mod explore;
 mod fleet_sim;
+mod lanes;
 mod notices;
 mod outage;
 mod polls;
@@ -58,7 +59,7 @@ fn following(policy: Policy, default: Step) -> World {
 
 fn world_with(policy: Policy, default: Step, follow: bool) -> World {
     let clock = Arc::new(TokioClock::starting_at(1_800_000_000_000));
-    let store = MemoryStore::new(clock.clone());
+    let store = MemoryStore::new(clock.clone()).with_lane_ageing(policy.lanes.ageing);
     let faults = Faults::default();
     let faulty = Arc::new(Faulty::new(store.clone(), faults.clone()));
     let backend = Arc::new(Scripted::new(default));

@@ -40,6 +40,10 @@ pub enum Disposition {
 /// soon, the ticket will say what is left to do.
 const SOON: Duration = Duration::from_secs(1);
 
+/// While the breaker is open, each lane below `critical` comes back at
+/// least this much later than the one above it.
+const LANE_STAGGER: Duration = Duration::from_secs(5);
+
 /// Deferrals at least this long re-send the message instead of hiding it:
 /// an outage of hours would otherwise spend a receive per open period and
 /// push its backlog into the dead-letter queue.
@@ -157,11 +161,17 @@ impl Worker {
         match admission {
             Admission::Open { retry_after } => {
                 let jitter = retry_delay(1, retry_after.min(Duration::from_secs(2)), SOON);
+                // Lower lanes come back later, one open period per lane,
+                // so that the higher ones are first in line at recovery.
+                let lane = self
+                    .policy
+                    .lanes
+                    .served_as(priority.lane, priority.since_ms, now);
+                let behind = retry_after.max(LANE_STAGGER) * u32::from(lane.rank());
                 tracing::debug!(?retry_after, "breaker open: deferring");
                 self.outcome("deferred", &ticket);
-                return self
-                    .postpone(&ticket, now, retry_after + jitter, false)
-                    .await;
+                let delay = retry_after + behind + jitter;
+                return self.postpone(&ticket, now, delay, false).await;
             }
             Admission::Shed => {
                 // The fleet is at SYNC_MAX_INFLIGHT: background work yields
@@ -186,8 +196,14 @@ impl Worker {
             gate.release(admission).await;
             return Disposition::Retry(SOON);
         }
-        self.attempt(ticket, self.deps.clock.now_ms(), &gate, admission)
-            .await
+        let now = self.deps.clock.now_ms();
+        if let Some(opens) = self.policy.lanes.opens_at(ticket.request.lane, now) {
+            // The window closed while this waited for its drain slot.
+            gate.release(admission).await;
+            self.outcome("scheduled", &ticket);
+            return self.postpone(&ticket, now, until(now, opens), true).await;
+        }
+        self.attempt(ticket, now, &gate, admission).await
     }
 
     /// Waits for this attempt's drain slot, or says how long to defer the
