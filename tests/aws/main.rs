@@ -9,5 +9,6 @@ mod e2e;
 mod explore;
 mod faults;
 mod fleet;
+mod lanes;
 mod routes;
 mod stack;

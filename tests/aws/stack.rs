@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use failover_adapters::aws::DynamoStore;
+use failover_core::lane::Lane;
 use failover_core::ports::{SystemClock, TicketStore};
 use failover_core::ticket::{CapturedRequest, Reason, Ticket, TicketId};
 use failover_core::Clock;
@@ -31,7 +32,20 @@ pub struct Stack {
 
 /// The functions' environment: exactly what the SAM template sets.
 pub fn function_env(env: &AwsEnv, backend: &str) -> Vec<(&'static str, String)> {
+    let lane = |l: Lane| {
+        let (_, url, dlq) = env
+            .lane_queues
+            .iter()
+            .find(|q| q.0 == l)
+            .expect("lane queue");
+        (url.clone(), dlq.clone())
+    };
+    let ((critical, critical_dlq), (bulk, bulk_dlq)) = (lane(Lane::Critical), lane(Lane::Bulk));
     vec![
+        ("QUEUE_URL_CRITICAL", critical),
+        ("DLQ_URL_CRITICAL", critical_dlq),
+        ("QUEUE_URL_BULK", bulk),
+        ("DLQ_URL_BULK", bulk_dlq),
         ("TABLE_NAME", env.table.clone()),
         ("BODY_BUCKET", env.body_bucket.clone()),
         ("QUEUE_URL", env.queue_url.clone()),
@@ -157,9 +171,14 @@ impl Stack {
 
     /// Receives up to 10 messages, as the event source mapping would.
     pub async fn receive(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        self.receive_from(&self.env.queue_url.clone()).await
+    }
+
+    /// The same from the queue at `url`.
+    pub async fn receive_from(&self, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
         self.sqs
             .receive_message()
-            .queue_url(&self.env.queue_url)
+            .queue_url(url)
             .max_number_of_messages(10)
             .wait_time_seconds(2)
             .visibility_timeout(30)
@@ -174,7 +193,16 @@ impl Stack {
 
     /// Hands these messages to the worker function; its batch response.
     pub async fn work(&self, messages: &[aws_sdk_sqs::types::Message]) -> Value {
-        let event = events::sqs(messages, &self.queue_arn);
+        self.work_on(messages, &self.queue_arn).await
+    }
+
+    /// The same, as the mapping of the queue `queue_arn`.
+    pub async fn work_on(
+        &self,
+        messages: &[aws_sdk_sqs::types::Message],
+        queue_arn: &str,
+    ) -> Value {
+        let event = events::sqs(messages, queue_arn);
         self.worker
             .invoke(event, Duration::from_secs(30))
             .await

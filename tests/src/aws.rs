@@ -16,6 +16,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use failover_adapters::aws::env::{
     OVERDUE_DUE, OVERDUE_INDEX, OVERDUE_SHARD, TABLE_KEY, TABLE_TTL_ATTRIBUTE,
 };
+use failover_core::lane::Lane;
 
 /// The redrive limit, as `template.yaml`'s `MaxReceiveCount` default (the
 /// template test checks that they agree).
@@ -28,6 +29,8 @@ pub struct AwsEnv {
     pub table: String,
     pub queue_url: String,
     pub dlq_url: String,
+    /// The critical and bulk lanes' queues and dead-letter queues.
+    pub lane_queues: Vec<(Lane, String, String)>,
     pub topic_arn: String,
     /// Where bodies too large for a table item go.
     pub body_bucket: String,
@@ -48,15 +51,12 @@ pub async fn sdk() -> SdkConfig {
     failover_adapters::aws::sdk_config(Duration::from_secs(5)).await
 }
 
-pub async fn fresh() -> AwsEnv {
-    let sdk = sdk().await;
-    let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    let table = format!("tickets-{suffix}");
-    create_table(&sdk, &table).await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
+/// A queue redriving to a dead-letter queue of its own, as the template
+/// makes each lane's: their URLs.
+async fn queue_pair(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
     let dlq_url = sqs
         .create_queue()
-        .queue_name(format!("requests-dlq-{suffix}"))
+        .queue_name(format!("{name}-dlq"))
         .send()
         .await
         .expect("create DLQ")
@@ -76,7 +76,7 @@ pub async fn fresh() -> AwsEnv {
         format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#);
     let queue_url = sqs
         .create_queue()
-        .queue_name(format!("requests-{suffix}"))
+        .queue_name(name)
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .attributes(
             QueueAttributeName::VisibilityTimeout,
@@ -87,6 +87,21 @@ pub async fn fresh() -> AwsEnv {
         .expect("create queue")
         .queue_url
         .expect("queue url");
+    (queue_url, dlq_url)
+}
+
+pub async fn fresh() -> AwsEnv {
+    let sdk = sdk().await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let table = format!("tickets-{suffix}");
+    create_table(&sdk, &table).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let (queue_url, dlq_url) = queue_pair(&sqs, &format!("requests-{suffix}")).await;
+    let mut lane_queues = Vec::new();
+    for lane in [Lane::Critical, Lane::Bulk] {
+        let (url, dlq) = queue_pair(&sqs, &format!("{}-{suffix}", lane.as_str())).await;
+        lane_queues.push((lane, url, dlq));
+    }
     let topic_arn = aws_sdk_sns::Client::new(&sdk)
         .create_topic()
         .name(format!("completions-{suffix}"))
@@ -116,6 +131,7 @@ pub async fn fresh() -> AwsEnv {
         table,
         queue_url,
         dlq_url,
+        lane_queues,
         topic_arn,
         body_bucket,
         webhook_secret_id,
@@ -212,10 +228,13 @@ impl AwsBackEnd {
                 clock,
             )
             .with_blobs(std::sync::Arc::new(blobs)),
-            queue: SqsQueue::new(
-                aws_sdk_sqs::Client::new(&env.sdk),
-                env.queue_url.clone(),
-                Some(env.dlq_url.clone()),
+            queue: env.lane_queues.iter().fold(
+                SqsQueue::new(
+                    aws_sdk_sqs::Client::new(&env.sdk),
+                    env.queue_url.clone(),
+                    Some(env.dlq_url.clone()),
+                ),
+                |q, (lane, url, dlq)| q.with_lane(*lane, url.clone(), Some(dlq.clone())),
             ),
             topic: SnsPublisher::new(aws_sdk_sns::Client::new(&env.sdk), env.topic_arn.clone()),
         }

@@ -63,12 +63,30 @@ pub fn sqs(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str) -> Value {
                         .collect()
                 })
                 .unwrap_or_default();
+            // As Lambda passes them: camelCase, string values only here.
+            let message_attributes: Map<String, Value> = m
+                .message_attributes
+                .as_ref()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| {
+                            let value = json!({
+                                "stringValue": v.string_value,
+                                "stringListValues": [],
+                                "binaryListValues": [],
+                                "dataType": v.data_type,
+                            });
+                            (k.clone(), value)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             json!({
                 "messageId": m.message_id,
                 "receiptHandle": m.receipt_handle,
                 "body": m.body,
                 "attributes": attributes,
-                "messageAttributes": {},
+                "messageAttributes": message_attributes,
                 "md5OfBody": m.md5_of_body,
                 "eventSource": "aws:sqs",
                 "eventSourceARN": queue_arn,

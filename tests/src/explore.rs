@@ -92,8 +92,19 @@ const BODY_1: &str = r#"{"r":1}"#;
 const BODY_2: &str = r#"{"r":2}"#;
 const BODY_3: &str = r#"{"r":3}"#;
 
+/// The three requests go to three lanes (the worker orders and holds back
+/// by them), whose messages carry their priority through every fault.
+fn lanes() -> Arc<failover_core::lane::Lanes> {
+    let mut lanes = failover_core::lane::Lanes::default();
+    let rules =
+        r#"[{"lane":"critical","pointer":"/r","eq":1},{"lane":"bulk","pointer":"/r","eq":3}]"#;
+    lanes.set_rules(rules).expect("rules");
+    Arc::new(lanes)
+}
+
 fn policy() -> Policy {
     Policy {
+        lanes: lanes(),
         sync_deadline: Duration::from_secs(3),
         worker_deadline: Duration::from_secs(5),
         ticket_ttl: Duration::from_secs(2 * 3600),

@@ -5,8 +5,8 @@
 //! lane and due time), but SQS cannot: on AWS each lane has its own queue,
 //! each polled by its own event source mapping, so the worker holds a
 //! message back while a lane above the one it is served as has messages
-//! ready, by the counts every instance reads from the queues (refreshed
-//! each second). Held back means re-sent with a delay, which unlike a
+//! outstanding, by the counts every instance reads from the queues
+//! (refreshed each second). Held back means re-sent with a delay, which unlike a
 //! visibility change burns no receive toward the dead-letter queue; the
 //! delay is about how long the higher lanes take to drain at
 //! `DRAIN_MAX_RPS`, so a message is held back a few times at most.
@@ -25,9 +25,13 @@ const BACKLOG_TTL_MS: i64 = 1000;
 const HOLD_AT_MOST: Duration = Duration::from_secs(15 * 60);
 
 impl Worker {
-    /// Messages ready in lanes above the one `priority` is served as now,
-    /// if any (`None` also when the queue cannot be read: then nothing is
-    /// held back).
+    /// Messages outstanding (ready, in hand or waiting out a delay) in lanes
+    /// above the one `priority` is served as now, if any (`None` also when
+    /// the queue cannot be read: then nothing is held back). Outstanding,
+    /// not only ready: after an outage the higher lanes' messages come back
+    /// over a few seconds, and a lower lane must not slip in between. Ageing
+    /// bounds the wait (a higher lane's message in a long retry backoff
+    /// holds a lower one back at most `LANE_AGEING_S` per lane).
     pub(crate) async fn higher_backlog(&self, priority: Priority, now: i64) -> Option<u64> {
         let served = self
             .policy
@@ -40,7 +44,7 @@ impl Worker {
         let waiting: u64 = lanes
             .iter()
             .filter(|l| l.lane < served)
-            .map(|l| l.visible)
+            .map(|l| l.visible + l.in_flight)
             .sum();
         (waiting > 0).then_some(waiting)
     }

@@ -40,9 +40,10 @@ pub enum Disposition {
 /// soon, the ticket will say what is left to do.
 const SOON: Duration = Duration::from_secs(1);
 
-/// While the breaker is open, each lane below `critical` comes back at
-/// least this much later than the one above it.
-const LANE_STAGGER: Duration = Duration::from_secs(5);
+/// While the breaker is open, each lane below `critical` comes back this
+/// much later than the one above it: the jitter of those deferrals is at
+/// most 2 s, so every message of a lane is back before the next lane's.
+const LANE_STAGGER: Duration = Duration::from_secs(3);
 
 /// Deferrals at least this long re-send the message instead of hiding it:
 /// an outage of hours would otherwise spend a receive per open period and
@@ -143,14 +144,6 @@ impl Worker {
             self.outcome("scheduled", &ticket);
             return self.postpone(&ticket, now, until(now, opens), true).await;
         }
-        if let Some(waiting) = self.higher_backlog(priority, now).await {
-            tracing::debug!(waiting, "a higher lane has work waiting: held back");
-            self.outcome("held", &ticket);
-            let hold = self.hold_for(waiting);
-            return self
-                .postpone(&ticket, now, hold + retry_delay(1, hold, SOON), true)
-                .await;
-        }
         // While the backend is known to be down, do not burn an attempt:
         // come back when the next probe is due (with jitter, so a backlog
         // does not return all at once). A worker may be that probe, so
@@ -161,13 +154,14 @@ impl Worker {
         match admission {
             Admission::Open { retry_after } => {
                 let jitter = retry_delay(1, retry_after.min(Duration::from_secs(2)), SOON);
-                // Lower lanes come back later, one open period per lane,
-                // so that the higher ones are first in line at recovery.
+                // Lower lanes come back later, by more than the jitter, so
+                // that the higher ones are back first at recovery (and then
+                // hold the lower ones back while they drain).
                 let lane = self
                     .policy
                     .lanes
                     .served_as(priority.lane, priority.since_ms, now);
-                let behind = retry_after.max(LANE_STAGGER) * u32::from(lane.rank());
+                let behind = LANE_STAGGER * u32::from(lane.rank());
                 tracing::debug!(?retry_after, "breaker open: deferring");
                 self.outcome("deferred", &ticket);
                 let delay = retry_after + behind + jitter;
@@ -181,15 +175,26 @@ impl Worker {
                     .postpone(&ticket, now, SOON + retry_delay(1, SOON, SOON), false)
                     .await;
             }
-            // Pace the backlog so a recovering backend is not flooded.
-            Admission::Sync => {
-                if let Err(delay) = self.pace(now, gate.as_ref()).await {
-                    self.outcome("paced", &ticket);
-                    return self.postpone(&ticket, now, delay, false).await;
-                }
+            Admission::Sync | Admission::Probe => {}
+        }
+        if let Some(waiting) = self.higher_backlog(priority, now).await {
+            // A higher lane is not done: this one waits (re-sent, so no
+            // receive counts against it), its admission given back.
+            gate.release(admission).await;
+            tracing::debug!(waiting, "a higher lane has work outstanding: held back");
+            self.outcome("held", &ticket);
+            let hold = self.hold_for(waiting);
+            return self
+                .postpone(&ticket, now, hold + retry_delay(1, hold, SOON), true)
+                .await;
+        }
+        // Pace the backlog so a recovering backend is not flooded; a probe
+        // is not paced: it is one call, and recovery waits on it.
+        if admission == Admission::Sync {
+            if let Err(delay) = self.pace(now, gate.as_ref()).await {
+                self.outcome("paced", &ticket);
+                return self.postpone(&ticket, now, delay, false).await;
             }
-            // Not paced: it is one call, and recovery waits on it.
-            Admission::Probe => {}
         }
         if self.stopping() {
             // Shutting down: another run (or process) makes this call.

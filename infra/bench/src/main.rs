@@ -12,14 +12,17 @@
 //!    function (it builds them first);
 //! 5. a chaos run: the backend hangs for a while, then recovers;
 //! 6. the breaker's bookkeeping per request vs a gate that only counts;
-//! 7. routing: p99 with 50 routes vs with one, same backend.
+//! 7. routing: p99 with 50 routes vs with one, same backend;
+//! 8. lanes after an outage: when the last critical ticket is done vs the
+//!    last normal one, and bulk attempts outside its window.
 //!
-//! `BENCH_ONLY=1..7` runs one part. Only loopback addresses are used; every
+//! `BENCH_ONLY=1..8` runs one part. Only loopback addresses are used; every
 //! loop is bounded in count.
 
 mod chaos;
 mod gate;
 mod lambda;
+mod lanes;
 mod load;
 mod routing;
 
@@ -323,6 +326,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.is_empty() || only == "7" {
         routing::run().await?;
+    }
+    if only.is_empty() || only == "8" {
+        lanes::run().await?;
     }
     if only.is_empty() || only == "4" {
         lambda::run().await?;
