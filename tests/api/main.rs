@@ -4,6 +4,7 @@
 mod failover;
 mod idempotency;
 mod input;
+mod lanes;
 mod notifications;
 mod openapi;
 mod routes;
