@@ -8,7 +8,9 @@ use failover_core::lane::Lane;
 use failover_core::ticket::Reason;
 use serde_json::Value;
 
-use crate::stack::{body, queue_arn, Stack};
+use aws_sdk_sqs::types::Message;
+
+use crate::stack::{body, failures, queue_arn, Stack};
 
 const RULES: &str = r#"[{"lane":"critical","pointer":"/amount","gte":10000},{"lane":"bulk","pointer":"/kind","eq":"report"}]"#;
 
@@ -43,6 +45,37 @@ fn queue_of(s: &Stack, lane: Lane) -> String {
     }
 }
 
+/// What an event source mapping does with a batch: hands it to the worker,
+/// then deletes every message the worker did not report as failed.
+async fn mapping_delivers(s: &Stack, url: &str, arn: &str, messages: &[Message]) {
+    let batch = s.work_on(messages, arn).await;
+    let failed = failures(&batch);
+    for m in messages {
+        let id = m.message_id.clone().unwrap_or_default();
+        if !failed.contains(&id) {
+            let handle = m.receipt_handle.clone().unwrap_or_default();
+            let deleted = s.sqs.delete_message().queue_url(url).receipt_handle(handle);
+            deleted.send().await.expect("delete");
+        }
+    }
+}
+
+/// Receives what a lane's queue has ready now, as its mapping would.
+async fn ready(s: &Stack, url: &str) -> Vec<Message> {
+    s.sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(30)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_backlog_drains_critical_then_normal_then_bulk() {
     let rules = [("PRIORITY_RULES", RULES.to_string())];
@@ -69,21 +102,9 @@ async fn a_mixed_backlog_drains_critical_then_normal_then_bulk() {
     while s.backend.calls().len() < 12 {
         assert!(Instant::now() < until, "{} calls", s.backend.calls().len());
         for (url, arn) in &mappings {
-            let messages = s
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .visibility_timeout(30)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .expect("receive")
-                .messages
-                .unwrap_or_default();
+            let messages = ready(&s, url).await;
             if !messages.is_empty() {
-                s.work_on(&messages, arn).await;
+                mapping_delivers(&s, url, arn, &messages).await;
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -147,4 +168,57 @@ async fn bulk_outside_its_window_is_queued_at_once_and_not_run() {
     );
     assert_eq!(s.backend.calls().len(), 1);
     assert_eq!(s.ticket(id).await.attempts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_waits_for_its_window_and_then_drains() {
+    // A window from the next whole minute (at least 5 s away) to the one
+    // after, UTC: the test waits for it, up to a minute.
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64
+    };
+    let opens_min = (now() + 5_000) / 60_000 + 1;
+    let at = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);
+    let windows = format!(
+        r#"{{"bulk":["{}-{} UTC"]}}"#,
+        at(opens_min),
+        at(opens_min + 1)
+    );
+    let vars = [
+        ("PRIORITY_RULES", RULES.to_string()),
+        ("LANE_WINDOWS", windows),
+    ];
+    let s = Stack::start_with(&vars, &vars).await;
+    let resp = s.post(&[], &request(Lane::Bulk, 1)).await;
+    assert_eq!(body(&resp)["reason"], "scheduled", "{resp}");
+    let id = body(&resp)["ticket_id"].as_str().expect("id").to_string();
+    let bulk = queue_of(&s, Lane::Bulk);
+    let arn = queue_arn(&s.sqs, &bulk).await;
+    let opens_ms = opens_min * 60_000;
+    let until = Instant::now() + Duration::from_secs(100);
+    loop {
+        let messages = ready(&s, &bulk).await;
+        assert!(
+            messages.is_empty() || now() >= opens_ms,
+            "visible before its window"
+        );
+        if !messages.is_empty() {
+            mapping_delivers(&s, &bulk, &arn, &messages).await;
+        }
+        let t = s.ticket(&id).await;
+        if t.status.is_terminal() {
+            assert_eq!((t.status.as_str(), t.attempts), ("succeeded", 1), "{t:?}");
+            assert!(
+                t.updated_at as u64 >= opens_ms,
+                "ran before its window: {t:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < until, "never ran: {t:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(s.backend.calls().len(), 1);
 }

@@ -13,7 +13,7 @@ use failover_core::Policy;
 use tokio::time::Instant;
 
 use crate::scripted::Step;
-use crate::{policy, world, World};
+use crate::{policy, work_for, world, World};
 
 const RULES: &str = r#"[{"lane":"critical","pointer":"/amount","gte":10000},
                         {"lane":"bulk","pointer":"/kind","eq":"report"}]"#;
@@ -52,17 +52,6 @@ async fn submit(w: &World, lane: Lane, i: usize) -> (TicketId, Answer) {
         Answer::Accepted { ticket_id, .. } | Answer::Sync { ticket_id, .. } => *ticket_id,
     };
     (id, done.answer)
-}
-
-/// Runs the worker for `span` of paused time.
-async fn work_for(w: &World, span: Duration) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(w.worker.clone().run(4, async move {
-        let _ = stopped.await;
-    }));
-    tokio::time::sleep(span).await;
-    let _ = stop.send(());
-    let _ = run.await;
 }
 
 /// The lane of each backend call, in order.

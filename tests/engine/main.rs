@@ -137,6 +137,18 @@ impl World {
     }
 }
 
+/// Runs the worker for `span` of paused time. Once stopped, a worker starts
+/// no more backend calls: a test that needs it again runs it throughout.
+async fn work_for(w: &World, span: Duration) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.worker.clone().run(4, async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(span).await;
+    let _ = stop.send(());
+    let _ = run.await;
+}
+
 fn sub() -> Submission {
     Submission {
         body: r#"{"amount":1}"#.into(),

@@ -10,7 +10,7 @@ use failover_core::ticket::{Channel, Status};
 use failover_core::view::TicketView;
 
 use crate::scripted::Step;
-use crate::{policy, sub, world, World};
+use crate::{policy, sub, work_for, world, World};
 
 async fn with_callback(w: &World) -> failover_core::ticket::TicketId {
     let done = w
@@ -26,17 +26,6 @@ async fn with_callback(w: &World) -> failover_core::ticket::TicketId {
         failover_core::engine::Answer::Accepted { ticket_id, .. } => ticket_id,
         other => panic!("not accepted: {other:?}"),
     }
-}
-
-/// Runs the worker for `span` of paused time.
-async fn work_for(w: &World, span: Duration) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(w.worker.clone().run(4, async move {
-        let _ = stopped.await;
-    }));
-    tokio::time::sleep(span).await;
-    let _ = stop.send(());
-    let _ = run.await;
 }
 
 #[tokio::test(start_paused = true)]
