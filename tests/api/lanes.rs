@@ -136,3 +136,40 @@ async fn a_lane_outside_its_window_is_queued_with_its_opening() {
         "normal has no windows: {health}"
     );
 }
+
+#[tokio::test]
+async fn a_route_sets_the_lane_its_rules_do_not() {
+    let routes = r#"
+[[route]]
+name = "export"
+method = "POST"
+path = "/exports"
+backend = "http://127.0.0.1:9/exports"
+lane = "bulk"
+"#;
+    let mut lanes = Lanes::default();
+    lanes.set_rules(RULES).expect("rules");
+    let policy = Policy {
+        lanes: Arc::new(lanes),
+        ..test_policy()
+    };
+    let app = failover_tests::spawn::spawn_app_routed(policy, routes).await;
+    for (body, lane) in [
+        (r#"{"amount": 1}"#, "bulk"),
+        (r#"{"amount": 50000}"#, "critical"),
+    ] {
+        let resp = app
+            .client
+            .post(format!("{}/exports", app.base))
+            .header("content-type", "application/json")
+            .header("prefer", "respond-async")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let b: Value = resp.json().await.unwrap();
+        let t = app.ticket(b["ticket_id"].as_str().unwrap()).await;
+        assert_eq!(t["lane"], lane, "{body}");
+    }
+}

@@ -264,7 +264,7 @@ impl Engine {
             .find(|(name, _)| name == crate::lane::LANE_HEADER)
             .map(|(_, value)| value.as_str());
         let lane = (route.policy.lanes)
-            .choose(&sub.body, header)
+            .choose(&sub.body, header, route.lane)
             .map_err(SubmitError::BadLane)?;
         let request = CapturedRequest {
             lane,

@@ -98,23 +98,29 @@ impl Lanes {
     }
 
     /// The lane of a request: the client's header where allowed, else the
-    /// first rule its JSON body matches, else `normal`. A header naming no
-    /// lane is an error; where clients may not choose, it is ignored.
-    pub fn choose(&self, body: &[u8], header: Option<&str>) -> Result<Lane, String> {
+    /// first rule its JSON body matches, else `otherwise` (its route's
+    /// lane, `normal` by default). A header naming no lane is an error;
+    /// where clients may not choose, it is ignored.
+    pub fn choose(
+        &self,
+        body: &[u8],
+        header: Option<&str>,
+        otherwise: Lane,
+    ) -> Result<Lane, String> {
         if let (true, Some(name)) = (self.client_choice, header) {
             return Lane::parse(name.trim());
         }
         if self.rules.is_empty() {
-            return Ok(Lane::Normal);
+            return Ok(otherwise);
         }
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return Ok(Lane::Normal);
+            return Ok(otherwise);
         };
         Ok(self
             .rules
             .iter()
             .find(|r| r.matches(&body))
-            .map_or(Lane::Normal, |r| r.lane))
+            .map_or(otherwise, |r| r.lane))
     }
 
     pub fn windows(&self, lane: Lane) -> &[Window] {
@@ -224,25 +230,34 @@ mod tests {
             r#"[{"lane":"critical","pointer":"/amount","gte":10000}]"#,
             "",
         );
-        assert_eq!(l.choose(br#"{"amount":20000}"#, None), Ok(Lane::Critical));
-        assert_eq!(l.choose(br#"{"amount":1}"#, None), Ok(Lane::Normal));
-        assert_eq!(l.choose(b"not json", None), Ok(Lane::Normal));
-        // The header is ignored unless the operator allows it...
         assert_eq!(
-            l.choose(br#"{"amount":1}"#, Some("critical")),
+            l.choose(br#"{"amount":20000}"#, None, Lane::Normal),
+            Ok(Lane::Critical)
+        );
+        assert_eq!(
+            l.choose(br#"{"amount":1}"#, None, Lane::Normal),
             Ok(Lane::Normal)
         );
-        assert_eq!(l.choose(b"{}", Some("urgent")), Ok(Lane::Normal));
+        assert_eq!(l.choose(b"not json", None, Lane::Bulk), Ok(Lane::Bulk));
+        // The header is ignored unless the operator allows it...
+        assert_eq!(
+            l.choose(br#"{"amount":1}"#, Some("critical"), Lane::Normal),
+            Ok(Lane::Normal)
+        );
+        assert_eq!(
+            l.choose(b"{}", Some("urgent"), Lane::Normal),
+            Ok(Lane::Normal)
+        );
         // ...and then it decides, and must name a lane.
         let open = Lanes {
             client_choice: true,
             ..l
         };
         assert_eq!(
-            open.choose(br#"{"amount":20000}"#, Some("bulk")),
+            open.choose(br#"{"amount":20000}"#, Some("bulk"), Lane::Normal),
             Ok(Lane::Bulk)
         );
-        assert!(open.choose(b"{}", Some("urgent")).is_err());
+        assert!(open.choose(b"{}", Some("urgent"), Lane::Normal).is_err());
     }
 
     #[test]

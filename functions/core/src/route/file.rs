@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::{Route, Segment};
 use crate::config::{ForceMode, Policy};
+use crate::lane::Lane;
 
 /// Why a routes file was refused: `file:line: reason`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +43,8 @@ struct Spec {
     content_types: Option<Vec<String>>,
     #[serde(default)]
     sync_only: bool,
+    /// The lane of its requests that no `PRIORITY_RULES` rule places.
+    lane: Option<String>,
     // Policy overrides (CONTRACT.md's variables, per route).
     deadline_ms: Option<u64>,
     slow_call_ms: Option<u64>,
@@ -340,6 +343,10 @@ fn validate(spec: Spec, base: &Policy) -> Result<Route, String> {
         response_headers: headers(spec.response_headers, "response_headers")?,
         content_types,
         sync_only: spec.sync_only,
+        lane: match &spec.lane {
+            Some(name) => Lane::parse(name)?,
+            None => Lane::Normal,
+        },
     })
 }
 

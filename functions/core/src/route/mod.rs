@@ -19,6 +19,7 @@ mod file;
 use std::sync::Arc;
 
 use crate::config::Policy;
+use crate::lane::Lane;
 use crate::ports::{Backend, BackendError, BackendRequest, BackendResponse};
 use crate::ticket::{CapturedRequest, TicketId};
 
@@ -56,6 +57,8 @@ pub struct Route {
     pub content_types: Vec<String>,
     /// Never fails over: 503 with `Retry-After` instead of a ticket.
     pub sync_only: bool,
+    /// The lane of its requests that no `PRIORITY_RULES` rule places.
+    pub lane: Lane,
 }
 
 /// Whether a path parameter stays one segment of the backend's path once
@@ -113,6 +116,7 @@ impl Route {
             response_headers: Vec::new(),
             content_types: Vec::new(),
             sync_only: false,
+            lane: Lane::Normal,
         }
     }
 

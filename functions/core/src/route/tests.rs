@@ -168,6 +168,7 @@ fn every_mistake_stops_start_up_with_the_line_and_the_reason() {
         (with("force_mode = \"maybe\""), 1, "one of auto, async, sync"),
         (with("content_types = []"), 1, "content_types is empty"),
         (with("breaker_group = \"a b\""), 1, "breaker_group"),
+        (with("lane = \"urgent\""), 1, "one of critical, normal, bulk"),
         (with(&format!("breaker_group = \"{}\"", "g".repeat(281))), 1, "at most 280"),
         (
             second("name = \"a\"\nmethod = \"GET\"\npath = \"/b\"\nbackend = \"http://127.0.0.1:1/b\""),
