@@ -28,11 +28,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use failover_core::breaker::{Breaker, HealthGate, HealthGates, InProcessHealth};
 use failover_core::engine::{Answer, Submission, SubmitError};
+use failover_core::lane::Lane;
 use failover_core::ports::{
     Backend, BackendError, BackendRequest, BackendResponse, Queue, TicketStore, TokioClock,
 };
 use failover_core::route::RouteTable;
-use failover_core::ticket::TicketId;
+use failover_core::ticket::{Reason, TicketId};
 use failover_core::{Deps, Engine, Policy};
 use failover_worker::{Notifiers, Worker};
 use tokio::time::{advance, timeout, Instant};
@@ -93,12 +94,16 @@ const BODY_2: &str = r#"{"r":2}"#;
 const BODY_3: &str = r#"{"r":3}"#;
 
 /// The three requests go to three lanes (the worker orders and holds back
-/// by them), whose messages carry their priority through every fault.
+/// by them), whose messages carry their priority through every fault; the
+/// bulk one arrives before its window (the run starts at 08:00 UTC) and is
+/// captured `scheduled`, to run once the window opens five minutes later.
 fn lanes() -> Arc<failover_core::lane::Lanes> {
     let mut lanes = failover_core::lane::Lanes::default();
     let rules =
         r#"[{"lane":"critical","pointer":"/r","eq":1},{"lane":"bulk","pointer":"/r","eq":3}]"#;
     lanes.set_rules(rules).expect("rules");
+    let windows = r#"{"bulk":["08:05-23:00 UTC"]}"#;
+    lanes.set_windows(windows).expect("windows");
     Arc::new(lanes)
 }
 
@@ -332,6 +337,17 @@ pub async fn explore<S: Ports>(
             if !trace.contains(&path) {
                 return Err(format!("no {path} to fault: {trace:?}"));
             }
+        }
+        // And the bulk request waits for its window.
+        let Outcome::Accepted(id) = outcomes[BODY_3] else {
+            return Err(format!("{BODY_3} was not queued: {:?}", outcomes[BODY_3]));
+        };
+        let t = run
+            .ticket(&id)
+            .await?
+            .ok_or("no ticket for the bulk request")?;
+        if (t.reason, t.request.lane) != (Reason::Scheduled, Lane::Bulk) {
+            return Err(format!("{BODY_3} not scheduled in its lane: {t:?}"));
         }
     }
 
