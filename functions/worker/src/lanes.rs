@@ -6,9 +6,9 @@
 //! each polled by its own event source mapping, so the worker holds a
 //! message back while a lane above the one it is served as has messages
 //! outstanding, by the counts every instance reads from the queues
-//! (refreshed each second). Held back means re-sent with a delay, which unlike a
-//! visibility change burns no receive toward the dead-letter queue; the
-//! delay is about how long the higher lanes take to drain at
+//! (refreshed each second). Held back means re-sent with a delay, which,
+//! unlike a visibility change, burns no receive toward the dead-letter
+//! queue; the delay is about how long the higher lanes take to drain at
 //! `DRAIN_MAX_RPS`, so a message is held back a few times at most.
 
 use std::time::Duration;
