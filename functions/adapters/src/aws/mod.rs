@@ -36,7 +36,7 @@ use failover_core::ports::StoreError;
 
 pub use blobs::S3Blobs;
 pub use dynamodb::DynamoStore;
-pub use health::{budget, record_bytes, GroupHealth, RECORD_WCU_BUDGET};
+pub use health::{budget, record_bytes, GroupHealth};
 pub use health_view::{view_bytes, VIEW_COPIES};
 pub use parts::INLINE_MAX;
 pub use sns::SnsPublisher;

@@ -112,19 +112,22 @@ async fn second(gates: &[Breaker], outcome: CallOutcome) -> Vec<Admission> {
     seen
 }
 
+/// `n` seconds of calls the backend answers.
+async fn healthy(gates: &[Breaker], n: usize) {
+    for _ in 0..n {
+        second(gates, CallOutcome::Answered).await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_fleet_over_budget_samples_its_reports_and_reads_views() {
     // 100 instances, a record that takes 10 reports a second.
     let store = Counted::new(10.0);
     let gates = fleet(100, &store);
-    for _ in 0..5 {
-        second(&gates, CallOutcome::Answered).await;
-    }
+    healthy(&gates, 5).await;
     Counted::take(&store.reports);
     Counted::take(&store.view_reads);
-    for _ in 0..10 {
-        second(&gates, CallOutcome::Answered).await;
-    }
+    healthy(&gates, 10).await;
     // About 10 a second report; the rest read a view.
     let reports = Counted::take(&store.reports);
     assert!((50..=150).contains(&reports), "{reports} reports in 10 s");
@@ -152,17 +155,11 @@ async fn a_fleet_over_budget_samples_its_reports_and_reads_views() {
 async fn a_throttled_report_backs_off_to_the_view_not_to_the_instance() {
     let store = Counted::new(10.0);
     let gates = fleet(100, &store);
-    for _ in 0..5 {
-        second(&gates, CallOutcome::Answered).await;
-    }
+    healthy(&gates, 5).await;
     store.refuse_reports.store(true, Ordering::SeqCst);
-    for _ in 0..15 {
-        second(&gates, CallOutcome::Answered).await;
-    }
+    healthy(&gates, 15).await;
     Counted::take(&store.reports);
-    for _ in 0..5 {
-        second(&gates, CallOutcome::Answered).await;
-    }
+    healthy(&gates, 5).await;
     // Each refusal doubles the instance's weight: 15 s on, the fleet tries
     // a few times a second, not the 100 a second of every refresh.
     let late = Counted::take(&store.reports);
@@ -179,9 +176,7 @@ async fn a_view_that_stops_being_refreshed_is_read_around_without_a_herd() {
     // 100 instances, a weight of 50.
     let store = Counted::new(2.0);
     let gates = fleet(100, &store);
-    for _ in 0..5 {
-        second(&gates, CallOutcome::Answered).await;
-    }
+    healthy(&gates, 5).await;
     // The views stay closed; the record opens.
     store.refuse_publishes.store(true, Ordering::SeqCst);
     let open = BreakerState {
@@ -191,24 +186,18 @@ async fn a_view_that_stops_being_refreshed_is_read_around_without_a_herd() {
         ..BreakerState::initial(Duration::from_secs(5))
     };
     store.inner.replace(&open).await.expect("open");
-    for _ in 0..5 {
-        second(&gates, CallOutcome::Answered).await;
-    }
+    healthy(&gates, 5).await;
     // Once the views are too old to trust, about one refresh in `weight`
     // reads the record: not all 100 a second.
     Counted::take(&store.record_reads);
-    for _ in 0..20 {
-        second(&gates, CallOutcome::Answered).await;
-    }
+    healthy(&gates, 20).await;
     let reads = Counted::take(&store.record_reads);
     assert!(
         (10..=20 * 20).contains(&reads),
         "{reads} record reads in 20 s"
     );
     // Past 30 cache periods every instance reads around them: all async.
-    for _ in 0..6 {
-        second(&gates, CallOutcome::Answered).await;
-    }
+    healthy(&gates, 6).await;
     let seen = second(&gates, CallOutcome::Answered).await;
     assert!(
         seen.iter().all(|a| matches!(a, Admission::Open { .. })),
@@ -226,9 +215,7 @@ async fn a_view_older_than_the_state_an_instance_has_seen_does_not_undo_it() {
     };
     store.inner.replace(&closed).await.expect("first state");
     let gates = fleet(100, &store);
-    for _ in 0..5 {
-        second(&gates, CallOutcome::Answered).await;
-    }
+    healthy(&gates, 5).await;
     // The views stay as they are (closed) while another instance opens the
     // breaker in the record.
     store.refuse_publishes.store(true, Ordering::SeqCst);
