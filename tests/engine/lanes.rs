@@ -312,3 +312,49 @@ async fn a_lane_is_held_back_while_a_higher_one_has_work_ready() {
     assert_eq!(aged, failover_worker::Disposition::Ack);
     assert_eq!(w.backend.calls().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_the_queue_counts_unreadable_nothing_is_held_back() {
+    // The counts are what the hold-back decides by; without them a lane
+    // is served as if alone rather than stopped.
+    let p = Policy {
+        lanes: lanes("", Duration::from_secs(300)),
+        ..policy()
+    };
+    let w = world(p, Step::Answer(200, Duration::from_millis(5)));
+    for i in 0..3 {
+        w.engine
+            .submit(Submission {
+                respond_async: true,
+                body: body(Lane::Critical, i),
+                content_type: "application/json".into(),
+                ..Submission::default()
+            })
+            .await
+            .unwrap();
+    }
+    let normal = w
+        .engine
+        .submit(Submission {
+            respond_async: true,
+            body: body(Lane::Normal, 9),
+            content_type: "application/json".into(),
+            ..Submission::default()
+        })
+        .await
+        .unwrap();
+    let Answer::Accepted { ticket_id, .. } = normal.answer else {
+        panic!("not queued");
+    };
+    failover_adapters::fault::Faults::set(&w.faults.queue_stats, true);
+    let delivery = failover_core::ports::Delivery {
+        message_id: "m".into(),
+        receipt: "r".into(),
+        body: failover_core::message::QueueMessage::new(ticket_id).to_body(),
+        receive_count: 1,
+        priority: failover_core::ports::Priority::normal(1_800_000_000_000),
+    };
+    let done = w.worker.handle(&delivery).await;
+    assert_eq!(done, failover_worker::Disposition::Ack);
+    assert_eq!(w.backend.calls().len(), 1);
+}

@@ -25,6 +25,8 @@ pub struct Faults {
     pub idempotency: Arc<AtomicBool>,
     pub queue_send: Arc<AtomicBool>,
     pub queue_receive: Arc<AtomicBool>,
+    /// The queue's counts (what `/health` and the lanes' hold-back read).
+    pub queue_stats: Arc<AtomicBool>,
     /// Added to every operation, in milliseconds.
     pub latency_ms: Arc<AtomicU64>,
     /// Ticket creates are already on the wire when they are slow: a caller
@@ -218,6 +220,10 @@ impl<S: Queue> Queue for Faulty<S> {
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let f = &self.faults;
+        f.enter(&f.queue_stats, "queue stats")
+            .await
+            .map_err(queue)?;
         self.inner.stats().await
     }
 }
