@@ -1,6 +1,7 @@
 //! Black-box tests of the HTTP API: `spawn_app()` on port 0, a fresh data
 //! dir, a mock backend and real HTTP, one file per concern.
 
+mod cancel;
 mod failover;
 mod idempotency;
 mod input;

@@ -104,10 +104,13 @@ async fn a_poison_message_goes_to_the_dead_letter_queue() {
         .unwrap();
     let until = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let dead = app.store.dead_letters().await.unwrap();
+        let dead = failover_core::operator::ports::DeadLetters::dead_letters(&app.store, 10)
+            .await
+            .unwrap();
         if !dead.is_empty() {
             assert_eq!(dead[0].body, "this is not a message");
-            assert!(dead[0].reason.contains("unparseable"), "{}", dead[0].reason);
+            let reason = dead[0].reason.clone().unwrap_or_default();
+            assert!(reason.contains("unparseable"), "{reason}");
             break;
         }
         assert!(std::time::Instant::now() < until, "never dead-lettered");

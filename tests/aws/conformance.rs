@@ -53,6 +53,24 @@ async fn sqs_queue() {
     conformance::queue(Arc::new(queue)).await;
 }
 
+#[tokio::test]
+async fn dynamodb_ticket_scan() {
+    let env = fresh().await;
+    failover_tests::operator_conformance::ticket_scan(&env.store()).await;
+}
+
+/// The bulk lane's own dead-letter queue, as deployed.
+#[tokio::test]
+async fn sqs_dead_letters() {
+    let env = fresh().await;
+    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
+    let queue = env.lane_queues.iter().fold(
+        SqsQueue::new(sqs, env.queue_url.clone(), Some(env.dlq_url.clone())),
+        |q, (lane, url, dlq)| q.with_lane(*lane, url.clone(), Some(dlq.clone())),
+    );
+    failover_tests::operator_conformance::dead_letters(&queue).await;
+}
+
 /// With S3 failing (here: its bucket is gone), only a body over the inline
 /// limit is refused, as `Unavailable` (the capture answers 503), and no item
 /// is left pointing at nothing; small tickets are stored as ever.

@@ -137,7 +137,9 @@ async fn sqlite_redrives_after_max_receives() {
         .await
         .unwrap()
         .is_empty());
-    let dead = q.dead_letters().await.unwrap();
+    let dead = failover_core::operator::ports::DeadLetters::dead_letters(&q, 10)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body, "crashes every worker");
     assert_eq!(dead[0].receive_count, 2);
@@ -239,6 +241,28 @@ async fn sqlite_purges_what_is_past_its_retention() {
         (0, 0, 1, 1)
     );
     assert!(s.publications().await.unwrap().is_empty());
-    assert!(s.dead_letters().await.unwrap().is_empty());
+    assert!(
+        failover_core::operator::ports::DeadLetters::dead_letters(s.as_ref(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.stats().await.unwrap().dead_letters, 0);
+}
+
+#[tokio::test]
+async fn memory_ticket_scan() {
+    failover_tests::operator_conformance::ticket_scan(memory().as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_ticket_scan() {
+    let (s, _dir) = sqlite();
+    failover_tests::operator_conformance::ticket_scan(s.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_dead_letters() {
+    let (s, _dir) = sqlite();
+    failover_tests::operator_conformance::dead_letters(s.as_ref()).await;
 }

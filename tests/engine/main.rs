@@ -3,6 +3,7 @@
 //! In-memory ports (no blocking I/O, which would let paused time jump).
 
 mod abuse;
+mod cancel;
 mod explore;
 mod fleet_sim;
 mod lanes;

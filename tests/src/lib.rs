@@ -12,5 +12,6 @@ pub mod explore;
 pub mod health_conformance;
 pub mod lambda_runtime;
 pub mod mock_backend;
+pub mod operator_conformance;
 pub mod receiver;
 pub mod spawn;

@@ -95,7 +95,8 @@ async fn spawn_routes(policy: Policy, backend: MockBackend, routes: RouteTable) 
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(SystemClock);
     let store = SqliteStore::open(
-        &dir.path().join("test.sqlite3"),
+        // The server's file name, so that the operator's tool finds it.
+        &dir.path().join("failover.sqlite3"),
         clock.clone(),
         SqliteOptions::default(),
     )
@@ -139,6 +140,11 @@ async fn spawn_routes(policy: Policy, backend: MockBackend, routes: RouteTable) 
 }
 
 impl TestApp {
+    /// Its data directory (`DATA_DIR`), for the operator's tool.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn post(&self, body: &str) -> reqwest::RequestBuilder {
         self.client
             .post(format!("{}/requests", self.base))

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use failover_core::lane::served_rank;
+use failover_core::operator::ports::{TicketPage, TicketScan};
 use failover_core::ports::{
     Clock, Delivery, EventPublisher, IdemRecord, IdempotencyStore, NotifyError, Priority, Queue,
     QueueError, QueueStats, StoreError, TicketStore, TopicEvent,
@@ -87,6 +88,30 @@ impl MemoryStore {
             .iter()
             .map(|(m, r)| (m.body.clone(), r.clone()))
             .collect()
+    }
+}
+
+#[async_trait]
+impl TicketScan for MemoryStore {
+    async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<TicketPage, StoreError> {
+        let now = self.clock.now_ms();
+        let s = self.lock();
+        let mut live: Vec<(String, &Ticket)> = s
+            .tickets
+            .values()
+            .filter(|t| t.purge_at() > now)
+            .map(|t| (t.id.to_string(), t))
+            .filter(|(id, _)| cursor.as_ref().is_none_or(|c| id > c))
+            .collect();
+        live.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = live.len() > limit;
+        live.truncate(limit);
+        Ok(TicketPage {
+            next: more
+                .then(|| live.last().map(|(id, _)| id.clone()))
+                .flatten(),
+            tickets: live.into_iter().map(|(_, t)| t.clone()).collect(),
+        })
     }
 }
 

@@ -39,6 +39,13 @@ pub struct DeadlineCap(pub Duration);
 #[derive(Debug, Clone)]
 pub struct Caller(pub String);
 
+impl Caller {
+    /// What is kept of the caller: a hash, so tickets and keys name no one.
+    pub fn fingerprint(&self) -> String {
+        failover_core::idempotency::fingerprint(self.0.as_bytes())[..32].to_string()
+    }
+}
+
 /// Long polls held at once; more answer at once with the current state (a
 /// poll reads the store, and the worker needs it too).
 pub const MAX_LONG_POLLS: usize = 64;
@@ -77,7 +84,10 @@ async fn wrong_method(req: Request) -> ApiError {
 /// UUID).
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/tickets/{id}", get(tickets::get_ticket))
+        .route(
+            "/tickets/{id}",
+            get(tickets::get_ticket).delete(tickets::cancel_ticket),
+        )
         .route("/tickets/{id}/result", get(tickets::get_result))
         .route("/health", get(health::health))
         // Everything else is the API behind the gateway: the engine's

@@ -46,12 +46,18 @@ pub enum ApiError {
     #[error(transparent)]
     Submit(#[from] SubmitError),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     Unavailable(String),
 }
 
-/// The `detail` of every 503: the cause is logged, never sent.
+/// The `detail` of every 503 of a submission: the cause is logged, never sent.
 const UNAVAILABLE: &str = "nothing was accepted: the request could not be stored durably \
      right now; retry after Retry-After seconds, with the same Idempotency-Key";
+
+/// The same for a ticket's read or cancel.
+const STORE_UNAVAILABLE: &str =
+    "the ticket store cannot be reached right now; retry after Retry-After seconds";
 
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
@@ -103,6 +109,11 @@ impl ApiError {
                 "idempotency-key-in-use",
                 "Request with this Idempotency-Key in progress",
             ),
+            Conflict(_) => (
+                StatusCode::CONFLICT,
+                "ticket-not-cancellable",
+                "The ticket cannot be cancelled",
+            ),
             Submit(SubmitError::KeyReused) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
@@ -143,9 +154,13 @@ impl IntoResponse for ApiError {
         let detail = match &self {
             // What failed inside (an AWS error names accounts and roles)
             // goes to the log, with the request id of this span.
-            ApiError::Submit(SubmitError::Unavailable { .. }) | ApiError::Unavailable(_) => {
+            ApiError::Submit(SubmitError::Unavailable { .. }) => {
                 tracing::error!(cause = %self, "answering 503");
                 UNAVAILABLE.to_string()
+            }
+            ApiError::Unavailable(_) => {
+                tracing::error!(cause = %self, "answering 503");
+                STORE_UNAVAILABLE.to_string()
             }
             _ => self.to_string(),
         };

@@ -80,9 +80,8 @@ fn parse_prefer(headers: &HeaderMap) -> Result<(bool, Option<Duration>), ApiErro
 }
 
 /// A key in its caller's own space: the caller's fingerprint, then the key.
-fn scoped(caller: &str, key: &str) -> String {
-    let who = failover_core::idempotency::fingerprint(caller.as_bytes());
-    format!("{}/{key}", &who[..32])
+fn scoped(caller: &Caller, key: &str) -> String {
+    format!("{}/{key}", caller.fingerprint())
 }
 
 pub async fn submit(
@@ -100,7 +99,7 @@ pub async fn submit(
         .to_string();
     let idempotency_key = match header_str(&headers, IDEMPOTENCY_KEY)? {
         Some(k) if valid_key(k) => Some(match &caller {
-            Some(Extension(Caller(who))) => scoped(who, k),
+            Some(Extension(who)) => scoped(who, k),
             None => k.to_string(),
         }),
         Some(_) => {
@@ -160,6 +159,7 @@ pub async fn submit(
         respond_async,
         wait,
         deadline_cap: cap.map(|Extension(DeadlineCap(d))| d),
+        owner: caller.map(|Extension(c)| c.fingerprint()),
     };
     let done = state.engine.submit(submission).await?;
     let mut resp = match done.answer {

@@ -1,4 +1,5 @@
-//! `GET /tickets/{id}` (with `?wait=N` long polling) and its `/result`.
+//! `GET /tickets/{id}` (with `?wait=N` long polling), its `/result`, and
+//! `DELETE /tickets/{id}` (a client cancelling its queued ticket).
 //!
 //! Long polling reads the store rather than waiting on an in-process
 //! signal: the worker that changes the ticket may be another process (or
@@ -16,11 +17,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
+use failover_core::operator::Refused;
 use failover_core::ticket::{Ticket, TicketId};
 use failover_core::view::TicketView;
 
 use crate::problem::ApiError;
-use crate::{AppState, DeadlineCap};
+use crate::{AppState, Caller, DeadlineCap};
 
 /// Longest `?wait=` we hold a connection for.
 pub const MAX_WAIT_S: u64 = 20;
@@ -132,4 +134,33 @@ pub async fn get_result(
         None => resp.headers_mut().remove(header::CONTENT_TYPE),
     };
     Ok(resp)
+}
+
+/// `DELETE /tickets/{id}`: a queued ticket ends `failed/cancelled` (202,
+/// the ticket), is never sent to the backend, and is notified like any
+/// terminal ticket; one being processed or already finished is a 409. A
+/// ticket taken by an authenticated caller can only be cancelled by that
+/// caller: to anyone else it does not exist (404, as for an unknown id).
+pub async fn cancel_ticket(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    caller: Option<Extension<Caller>>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    let ticket = load(&state, &id).await?;
+    let who = caller.map(|Extension(c)| c.fingerprint());
+    if ticket.request.owner.is_some() && ticket.request.owner != who {
+        return Err(ApiError::TicketNotFound(id.to_string()));
+    }
+    let by = who.map_or("client".to_string(), |w| format!("client:{w}"));
+    match state.engine.cancel(&id, &by).await {
+        Ok(done) => {
+            let view = TicketView::waiting(&done.ticket, None);
+            Ok((StatusCode::ACCEPTED, Json(&view)).into_response())
+        }
+        Err(Refused::NotFound(_)) => Err(ApiError::TicketNotFound(id.to_string())),
+        Err(Refused::Store(e)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(e @ Refused::Busy(_)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(e) => Err(ApiError::Conflict(e.to_string())),
+    }
 }

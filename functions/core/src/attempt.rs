@@ -132,12 +132,14 @@ pub fn with_event(mut t: Ticket, now: i64) -> Ticket {
 
 pub fn pending_event(t: &Ticket, now: i64) -> PendingEvent {
     let (event_type, payload, answer_elided) = stored_event(t, now);
+    let id = t.id.to_string().replace('-', "");
     PendingEvent {
-        event_id: format!(
-            "evt_{}_{}",
-            t.id.to_string().replace('-', ""),
-            t.status.as_str()
-        ),
+        // A run after an operator's retry is a new outcome: a new id, or
+        // receivers would take it for a duplicate of the first.
+        event_id: match t.runs {
+            0 => format!("evt_{id}_{}", t.status.as_str()),
+            run => format!("evt_{id}_{}_r{run}", t.status.as_str()),
+        },
         event_type,
         payload,
         answer_elided,

@@ -84,6 +84,9 @@ pub struct Submission {
     pub wait: Option<Duration>,
     /// A further cap from the host (Lambda's remaining time minus a reserve).
     pub deadline_cap: Option<Duration>,
+    /// Who sent it, as the host authenticated them (see
+    /// [`CapturedRequest::owner`]).
+    pub owner: Option<String>,
 }
 
 impl Default for Submission {
@@ -102,6 +105,7 @@ impl Default for Submission {
             respond_async: false,
             wait: None,
             deadline_cap: None,
+            owner: None,
         }
     }
 }
@@ -276,6 +280,7 @@ impl Engine {
             params,
             query: sub.query.clone(),
             headers,
+            owner: sub.owner.clone(),
         };
         Ok(Target { route, request })
     }

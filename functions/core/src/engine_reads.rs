@@ -1,10 +1,12 @@
 //! What the edges read through the engine: tickets, the breakers, the
-//! queue and the routes. The HTTP handlers talk to the engine only (they
-//! never reach into its ports), so a change of store or of breaker layout
-//! stays behind this one service.
+//! queue and the routes, and the one change a client may make besides
+//! submitting: cancelling its queued ticket. The HTTP handlers talk to the
+//! engine only (they never reach into its ports), so a change of store or
+//! of breaker layout stays behind this one service.
 
 use crate::breaker::BreakerSnapshot;
 use crate::engine::Engine;
+use crate::operator::{self, Done, Refused, Stores};
 use crate::ports::{QueueStats, StoreError};
 use crate::route::Route;
 use crate::ticket::{Ticket, TicketId};
@@ -13,6 +15,17 @@ impl Engine {
     /// A ticket as the store has it now.
     pub async fn ticket(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
         self.deps().tickets.get(id).await
+    }
+
+    /// Cancels a queued ticket on behalf of `by` (see [`crate::operator`]).
+    pub async fn cancel(&self, id: &TicketId, by: &str) -> Result<Done, Refused> {
+        let deps = self.deps();
+        let stores = Stores {
+            tickets: deps.tickets.as_ref(),
+            queue: deps.queue.as_ref(),
+            clock: deps.clock.as_ref(),
+        };
+        operator::cancel(stores, id, by).await
     }
 
     /// Each breaker group and its breaker's state, in the routes' order.

@@ -32,6 +32,7 @@ pub mod idempotency;
 pub mod lane;
 pub mod message;
 pub mod metrics;
+pub mod operator;
 pub mod ports;
 pub mod route;
 pub mod schedule;

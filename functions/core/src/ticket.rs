@@ -147,6 +147,20 @@ pub enum ErrorKind {
     Expired,
     /// Its route is no longer in the routes file: nothing can run it.
     Unroutable,
+    /// Cancelled while queued, by its client or an operator: never sent.
+    Cancelled,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Exhausted => "exhausted",
+            ErrorKind::Expired => "expired",
+            ErrorKind::Unroutable => "unroutable",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +204,10 @@ pub struct CapturedRequest {
     /// Its priority lane (tickets from before lanes: `normal`).
     #[serde(default)]
     pub lane: Lane,
+    /// A fingerprint of the caller the host authenticated (IAM or JWT on
+    /// AWS; none locally): only that caller may cancel it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 fn default_route() -> String {
@@ -210,6 +228,7 @@ impl CapturedRequest {
             query: None,
             headers: Vec::new(),
             lane: Lane::Normal,
+            owner: None,
         }
     }
 }
@@ -306,6 +325,17 @@ pub struct Ticket {
     /// all), which must never run: see [`Ticket::park`].
     #[serde(default)]
     pub delivered: bool,
+    /// How many times an operator ran it again after it failed (0: never);
+    /// each run's terminal event has an id of its own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub runs: u32,
+    /// What operators (and a client cancelling it) did to it, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<crate::operator::Action>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A transition the state machine does not allow.
@@ -351,6 +381,8 @@ impl Ticket {
             notifications: Vec::new(),
             event: None,
             delivered: false,
+            runs: 0,
+            actions: Vec::new(),
         }
     }
 
@@ -366,7 +398,7 @@ impl Ticket {
     }
 
     /// The same ticket, one write later.
-    fn touched(&self, now: i64) -> Ticket {
+    pub(crate) fn touched(&self, now: i64) -> Ticket {
         let mut t = self.clone();
         t.version += 1;
         t.updated_at = now;

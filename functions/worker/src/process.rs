@@ -353,13 +353,7 @@ impl Worker {
             return store_trouble(e);
         }
         tracing::info!(status = next.status.as_str(), "ticket finished");
-        let outcome = match next.error.as_ref().map(|e| e.kind) {
-            None => "succeeded",
-            Some(ErrorKind::Rejected) => "rejected",
-            Some(ErrorKind::Exhausted) => "exhausted",
-            Some(ErrorKind::Expired) => "expired",
-            Some(ErrorKind::Unroutable) => "unroutable",
-        };
+        let outcome = next.error.as_ref().map_or("succeeded", |e| e.kind.as_str());
         self.outcome(outcome, &next);
         self.notify(next).await
     }

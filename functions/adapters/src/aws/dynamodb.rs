@@ -39,8 +39,8 @@ pub(super) type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     pub(super) client: Client,
     pub(super) table: String,
-    clock: Arc<dyn Clock>,
-    blobs: Option<Arc<S3Blobs>>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) blobs: Option<Arc<S3Blobs>>,
 }
 
 pub(super) fn s(v: impl Into<String>) -> AttributeValue {
@@ -72,7 +72,7 @@ where
     }
 }
 
-fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+pub(super) fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
     let doc = item
         .get("doc")
         .and_then(|v| v.as_s().ok())
@@ -80,7 +80,7 @@ fn doc_of<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> 
     serde_json::from_str(doc).map_err(|e| StoreError::Unavailable(format!("corrupt item: {e}")))
 }
 
-fn purge_ms(item: &Item) -> i64 {
+pub(super) fn purge_ms(item: &Item) -> i64 {
     item.get("purge_ms")
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())

@@ -24,8 +24,10 @@ pub mod env;
 mod health;
 mod health_view;
 mod parts;
+mod scan;
 mod sns;
 mod sqs;
+mod sqs_dead;
 
 use std::time::Duration;
 

@@ -19,16 +19,16 @@ use failover_core::ports::{Delivery, Priority, Queue, QueueError, QueueStats};
 
 /// One lane's queue and its dead-letter queue.
 #[derive(Clone)]
-struct LaneQueue {
-    url: String,
-    dlq_url: Option<String>,
+pub(super) struct LaneQueue {
+    pub(super) url: String,
+    pub(super) dlq_url: Option<String>,
 }
 
 /// The lanes' queues, `critical` first; lanes without a queue of their own
 /// share `normal`'s.
 #[derive(Clone)]
 pub struct SqsQueue {
-    client: Client,
+    pub(super) client: Client,
     lanes: [LaneQueue; 3],
 }
 
@@ -47,7 +47,7 @@ fn ceil_secs(d: Duration) -> i32 {
     d.as_millis().div_ceil(1000).min(i32::MAX as u128) as i32
 }
 
-fn unavailable<E, R>(e: SdkError<E, R>) -> QueueError
+pub(super) fn unavailable<E, R>(e: SdkError<E, R>) -> QueueError
 where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -102,13 +102,13 @@ impl SqsQueue {
         self
     }
 
-    fn queue(&self, lane: Lane) -> &LaneQueue {
+    pub(super) fn queue(&self, lane: Lane) -> &LaneQueue {
         &self.lanes[lane.rank() as usize]
     }
 
     /// The lanes whose queue is their own (or `normal`, which owns the
     /// shared one), highest first.
-    fn owners(&self) -> impl Iterator<Item = Lane> + '_ {
+    pub(super) fn owners(&self) -> impl Iterator<Item = Lane> + '_ {
         let normal = &self.queue(Lane::Normal).url;
         Lane::ALL
             .into_iter()
@@ -132,7 +132,7 @@ impl SqsQueue {
     }
 }
 
-fn string_attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
+pub(super) fn string_attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
     MessageAttributeValue::builder()
         .data_type("String")
         .string_value(value)

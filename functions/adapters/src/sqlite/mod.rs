@@ -15,6 +15,7 @@
 //! writer writes). SQLite serialises writers anyway; one writer connection
 //! keeps the code free of `SQLITE_BUSY` handling.
 
+mod operator;
 mod queue;
 mod store;
 mod writer;
@@ -145,15 +146,6 @@ pub struct Publication {
     pub event_type: String,
     pub status: String,
     pub body: String,
-}
-
-/// A row of the dead-letter table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub id: String,
-    pub body: String,
-    pub reason: String,
-    pub receive_count: u32,
 }
 
 #[derive(Clone)]
@@ -313,28 +305,5 @@ impl SqliteStore {
             publications,
             dead_letters,
         })
-    }
-
-    /// The dead-letter table, oldest first.
-    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare(
-                    "SELECT id, body, reason, receive_count FROM dead_letters ORDER BY dead_at, id",
-                )
-                .map_err(unavailable)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(DeadLetter {
-                        id: r.get(0)?,
-                        body: r.get(1)?,
-                        reason: r.get(2)?,
-                        receive_count: r.get(3)?,
-                    })
-                })
-                .map_err(unavailable)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
-        })
-        .await
     }
 }

@@ -1,0 +1,109 @@
+//! The tool in AWS mode: the table and queues named in the environment, as
+//! the functions have them, on the emulators.
+
+use std::time::Duration;
+
+use failover_adapters::aws::SqsQueue;
+use failover_core::lane::Lane;
+use failover_core::ports::{Priority, Queue, TicketStore};
+use failover_tests::aws::{fresh, AwsEnv};
+use failover_tests::conformance::sample_ticket;
+
+use crate::failover;
+
+fn env(e: &AwsEnv) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        ("TABLE_NAME", e.table.clone()),
+        ("BODY_BUCKET", e.body_bucket.clone()),
+        ("QUEUE_URL", e.queue_url.clone()),
+        ("DLQ_URL", e.dlq_url.clone()),
+    ];
+    for (lane, url, dlq) in &e.lane_queues {
+        let (q, d) = match lane {
+            Lane::Critical => ("QUEUE_URL_CRITICAL", "DLQ_URL_CRITICAL"),
+            _ => ("QUEUE_URL_BULK", "DLQ_URL_BULK"),
+        };
+        vars.push((q, url.clone()));
+        vars.push((d, dlq.clone()));
+    }
+    vars
+}
+
+fn queue(e: &AwsEnv) -> SqsQueue {
+    let sqs = aws_sdk_sqs::Client::new(&e.sdk);
+    e.lane_queues.iter().fold(
+        SqsQueue::new(sqs, e.queue_url.clone(), Some(e.dlq_url.clone())),
+        |q, (lane, url, dlq)| q.with_lane(*lane, url.clone(), Some(dlq.clone())),
+    )
+}
+
+#[tokio::test]
+async fn tickets_are_listed_and_cancelled_in_the_table() {
+    let e = fresh().await;
+    let store = e.store();
+    let (queued, other) = (sample_ticket(), sample_ticket());
+    store.create(&queued).await.unwrap();
+    store.create(&other).await.unwrap();
+    let id = queued.id.to_string();
+    let listed = failover(&env(&e), &["tickets", "list", "--json"]).await;
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let ids: Vec<_> = listed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert!(
+        ids.contains(&id.clone().into()) && ids.len() == 2,
+        "{listed:?}"
+    );
+    let cancelled = failover(&env(&e), &["tickets", "cancel", &id]).await;
+    assert_eq!(cancelled.code, 0, "{cancelled:?}");
+    let t = store.get(&queued.id).await.unwrap().unwrap();
+    assert_eq!(t.error.map(|e| e.kind.as_str()), Some("cancelled"));
+    assert_eq!(t.actions[0].by, "operator:tester");
+    // A fresh message brings a worker to notify.
+    let q = queue(&e);
+    let got = q
+        .receive(10, Duration::from_secs(30), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(got.iter().any(|d| d.body.contains(&id)), "{got:?}");
+    let again = failover(&env(&e), &["tickets", "cancel", &id]).await;
+    assert_eq!(again.code, 1, "{again:?}");
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_moved_back_on_sqs() {
+    let e = fresh().await;
+    let q = queue(&e);
+    let critical = Priority {
+        lane: Lane::Critical,
+        since_ms: 0,
+    };
+    q.send("poison", critical, Duration::ZERO).await.unwrap();
+    let d = q
+        .receive(1, Duration::from_secs(30), Duration::from_secs(2))
+        .await
+        .unwrap();
+    q.dead_letter(&d[0], "unparseable message").await.unwrap();
+    let listed = failover(&env(&e), &["dlq", "list", "--json"]).await;
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let rows = listed.json();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert_eq!(
+        (rows[0]["lane"].as_str(), rows[0]["reason"].as_str()),
+        (Some("critical"), Some("unparseable message"))
+    );
+    let moved = failover(&env(&e), &["dlq", "redrive", "--json"]).await;
+    assert_eq!(moved.json()["moved"], 1, "{moved:?}");
+    let back = q
+        .receive(1, Duration::from_secs(30), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (back[0].body.as_str(), back[0].priority.lane),
+        ("poison", Lane::Critical)
+    );
+}

@@ -1,0 +1,96 @@
+//! The conformance suites of the operator's ports: the ticket scan and the
+//! dead letters, run against SQLite and the AWS adapters alike.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use failover_core::lane::Lane;
+use failover_core::operator::ports::{DeadLetters, TicketScan};
+use failover_core::ports::{Priority, Queue, TicketStore};
+use failover_core::ticket::{Reason, Ticket, TicketId, RETENTION_AFTER_EXPIRY_MS};
+
+use crate::conformance::sample_ticket;
+
+/// Pages of 3 visit every live ticket once; one past retention is left out.
+pub async fn ticket_scan<S: TicketStore + TicketScan>(store: &S) {
+    let mut made = HashSet::new();
+    for _ in 0..7 {
+        let t = sample_ticket();
+        store.create(&t).await.expect("create");
+        made.insert(t.id);
+    }
+    let mut gone = sample_ticket();
+    gone.id = TicketId::new();
+    gone.reason = Reason::Forced;
+    gone.expires_at = gone.created_at - RETENTION_AFTER_EXPIRY_MS - 1_000;
+    store.create(&gone).await.expect("create");
+    let (mut seen, mut cursor, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let page = store.scan(cursor, 3).await.expect("scan");
+        pages += 1;
+        seen.extend(page.tickets.iter().map(|t: &Ticket| t.id));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(pages < 20, "the scan never ends");
+    }
+    let unique: HashSet<_> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "a ticket came twice");
+    assert!(
+        !unique.contains(&gone.id),
+        "a ticket past retention was listed"
+    );
+    // Other suites may share the store: ours are all there.
+    assert!(made.is_subset(&unique), "a ticket was missed");
+}
+
+/// A dead letter is listed with its reason and lane, and a redrive moves
+/// it back to its lane's queue as a fresh message, bounded by `max`.
+pub async fn dead_letters<Q: Queue + DeadLetters>(queue: &Q) {
+    let bulk = Priority {
+        lane: Lane::Bulk,
+        since_ms: 0,
+    };
+    for body in ["dead one", "dead two"] {
+        queue.send(body, bulk, Duration::ZERO).await.expect("send");
+        let d = receive_one(queue).await;
+        queue
+            .dead_letter(&d, "cannot be parsed")
+            .await
+            .expect("dead letter");
+    }
+    let listed = queue.dead_letters(10).await.expect("list");
+    let mut bodies: Vec<_> = listed.iter().map(|d| d.body.as_str()).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["dead one", "dead two"]);
+    for d in &listed {
+        assert_eq!(d.reason.as_deref(), Some("cannot be parsed"));
+        assert_eq!(d.lane, Lane::Bulk);
+    }
+    // Listing leaves them where they were.
+    assert_eq!(queue.dead_letters(10).await.expect("list").len(), 2);
+    assert_eq!(queue.redrive(1).await.expect("redrive"), 1);
+    assert_eq!(queue.dead_letters(10).await.expect("list").len(), 1);
+    let back = receive_one(queue).await;
+    assert!(back.body.starts_with("dead "), "{}", back.body);
+    assert_eq!(back.priority.lane, Lane::Bulk);
+    assert_eq!(back.receive_count, 1, "a fresh message");
+    queue.ack(&back).await.expect("ack");
+    assert_eq!(queue.redrive(10).await.expect("redrive"), 1);
+    assert!(queue.dead_letters(10).await.expect("list").is_empty());
+    assert_eq!(queue.redrive(10).await.expect("redrive"), 0);
+}
+
+async fn receive_one<Q: Queue>(queue: &Q) -> failover_core::ports::Delivery {
+    for _ in 0..10 {
+        let got = queue
+            .receive(1, Duration::from_secs(30), Duration::from_secs(1))
+            .await
+            .expect("receive");
+        if let Some(d) = got.into_iter().next() {
+            return d;
+        }
+    }
+    panic!("nothing to receive");
+}
