@@ -59,6 +59,12 @@ async fn dynamodb_ticket_scan() {
     failover_tests::operator_conformance::ticket_scan(&env.store()).await;
 }
 
+#[tokio::test]
+async fn dynamodb_drills() {
+    let env = fresh().await;
+    failover_tests::operator_conformance::drills(&env.store()).await;
+}
+
 /// The bulk lane's own dead-letter queue, as deployed.
 #[tokio::test]
 async fn sqs_dead_letters() {

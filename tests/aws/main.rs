@@ -5,6 +5,7 @@
 
 mod conformance;
 mod deploy;
+mod drills;
 mod e2e;
 mod explore;
 mod faults;

@@ -266,3 +266,14 @@ async fn sqlite_dead_letters() {
     let (s, _dir) = sqlite();
     failover_tests::operator_conformance::dead_letters(s.as_ref()).await;
 }
+
+#[tokio::test]
+async fn memory_drills() {
+    failover_tests::operator_conformance::drills(memory().as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_drills() {
+    let (s, _dir) = sqlite();
+    failover_tests::operator_conformance::drills(s.as_ref()).await;
+}

@@ -15,3 +15,4 @@ pub mod mock_backend;
 pub mod operator_conformance;
 pub mod receiver;
 pub mod spawn;
+pub mod tool;

@@ -94,3 +94,44 @@ async fn receive_one<Q: Queue>(queue: &Q) -> failover_core::ports::Delivery {
     }
     panic!("nothing to receive");
 }
+
+/// Drills start (replacing one of the same scope), read back, and stop.
+pub async fn drills<S: failover_core::drill::DrillStore>(store: &S) {
+    use failover_core::config::ForceMode;
+    use failover_core::drill::{Drill, Scope};
+    let now = failover_core::Clock::now_ms(&failover_core::ports::SystemClock);
+    let drill = |mode, scope| Drill {
+        mode,
+        scope,
+        started_ms: now,
+        until_ms: now + 60_000,
+        by: "operator:conformance".into(),
+    };
+    assert!(store.drills().await.expect("read").is_empty());
+    store
+        .start(&drill(ForceMode::Async, Scope::All))
+        .await
+        .expect("start");
+    let group = drill(ForceMode::Async, Scope::Group("pay".into()));
+    store.start(&group).await.expect("start");
+    let sync = drill(ForceMode::Sync, Scope::All);
+    store.start(&sync).await.expect("start");
+    let mut read = store.drills().await.expect("read");
+    read.sort_by_key(|d| d.scope.key());
+    assert_eq!(
+        read,
+        vec![sync, group.clone()],
+        "the same scope was replaced"
+    );
+    assert_eq!(store.stop(Some(&Scope::All)).await.expect("stop"), 1);
+    assert_eq!(store.drills().await.expect("read"), vec![group]);
+    assert_eq!(
+        store
+            .stop(Some(&Scope::Route("x".into())))
+            .await
+            .expect("stop"),
+        0
+    );
+    assert_eq!(store.stop(None).await.expect("stop"), 1);
+    assert!(store.drills().await.expect("read").is_empty());
+}

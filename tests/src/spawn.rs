@@ -117,6 +117,7 @@ async fn spawn_routes(policy: Policy, backend: MockBackend, routes: RouteTable) 
         routes: Arc::new(routes),
         webhooks: Arc::new(HttpWebhookSender::new(rules).expect("webhook client")),
         clock,
+        drills: Some(Arc::new(store.clone())),
     };
     let app = assemble(policy.clone(), parts);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

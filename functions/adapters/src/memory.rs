@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use failover_core::drill::{with_started, with_stopped, Drill, DrillStore, Scope};
 use failover_core::lane::served_rank;
 use failover_core::operator::ports::{TicketPage, TicketScan};
 use failover_core::ports::{
@@ -38,6 +39,7 @@ struct State {
     next_seq: u64,
     dead: Vec<(Message, String)>,
     published: Vec<TopicEvent>,
+    drills: Vec<Drill>,
 }
 
 #[derive(Clone)]
@@ -88,6 +90,27 @@ impl MemoryStore {
             .iter()
             .map(|(m, r)| (m.body.clone(), r.clone()))
             .collect()
+    }
+}
+
+#[async_trait]
+impl DrillStore for MemoryStore {
+    async fn drills(&self) -> Result<Vec<Drill>, StoreError> {
+        Ok(self.lock().drills.clone())
+    }
+
+    async fn start(&self, drill: &Drill) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let s = &mut self.lock().drills;
+        *s = with_started(std::mem::take(s), drill, now);
+        Ok(())
+    }
+
+    async fn stop(&self, scope: Option<&Scope>) -> Result<usize, StoreError> {
+        let s = &mut self.lock().drills;
+        let (left, gone) = with_stopped(std::mem::take(s), scope);
+        *s = left;
+        Ok(gone)
     }
 }
 

@@ -1,6 +1,9 @@
 //! `GET /health`: the failover state an operator (or a load balancer) reads:
 //! mode, the breakers (state, rates, p95, next probe), sync load and queue.
 //!
+//! A drill (see `failover_core::drill`) shows in `drills` (mode, scope, who,
+//! until when); one for everything sets `mode`.
+//!
 //! Each breaker group has its own breaker (see `failover_core::route`):
 //! `breakers` lists them all, `breaker` is the first (the only one without
 //! a routes file), and `mode` is `sync` only while every group is closed.
@@ -8,6 +11,7 @@
 use axum::extract::State;
 use axum::Json;
 use failover_core::config::ForceMode;
+use failover_core::drill::Scope;
 use serde_json::{json, Value};
 
 use crate::AppState;
@@ -17,7 +21,11 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
     let policy = engine.policy();
     let breakers = engine.breakers().await;
     let all_closed = breakers.iter().all(|(_, b)| b.state == "closed");
-    let mode = match (policy.force_mode, all_closed) {
+    // A drill for everything sets the mode; one for a part shows below.
+    let drills = engine.drills();
+    let everywhere = drills.iter().find(|d| d.scope == Scope::All);
+    let forced = everywhere.map_or(policy.force_mode, |d| d.mode);
+    let mode = match (forced, all_closed) {
         (ForceMode::Async, _) => "async",
         (ForceMode::Sync, _) | (ForceMode::Auto, true) => "sync",
         _ => "async",
@@ -61,6 +69,13 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "mode": mode,
         "force_mode": policy.force_mode.as_str(),
+        "drills": drills.iter().map(|d| json!({
+            "mode": d.mode.as_str(),
+            "scope": d.scope.key(),
+            "by": d.by,
+            "since": failover_core::view::rfc3339(d.started_ms),
+            "until": failover_core::view::rfc3339(d.until_ms),
+        })).collect::<Vec<_>>(),
         "breaker": breaker,
         "breakers": groups,
         "routes": engine

@@ -38,6 +38,7 @@ use tokio_util::task::TaskTracker;
 use crate::attempt::judge;
 use crate::breaker::{Admission, CallOutcome, HealthGates};
 use crate::config::{ForceMode, Policy};
+use crate::drill::{applying, Drill, DrillCache, DrillStore};
 use crate::follow::{Call, Followed};
 use crate::idempotency::{self, Begin};
 use crate::message::QueueMessage;
@@ -177,6 +178,8 @@ pub struct Engine {
     follow: bool,
     /// Those calls, so that shutdown can wait for them ([`Engine::settle`]).
     followers: TaskTracker,
+    /// The drills in force, if this deployment reads any ([`crate::drill`]).
+    drills: Option<DrillCache>,
 }
 
 fn secs_ceil(ms: u64) -> u64 {
@@ -200,7 +203,24 @@ impl Engine {
             inflight,
             follow: false,
             followers: TaskTracker::new(),
+            drills: None,
         }
+    }
+
+    /// Obeys the drills in `store`, read once per health-cache period.
+    pub fn with_drills(mut self, store: Arc<dyn DrillStore>) -> Self {
+        self.drills = Some(DrillCache::new(store, self.policy.health_cache));
+        self
+    }
+
+    /// The drills in force now (for `/health`).
+    pub fn drills(&self) -> Vec<Drill> {
+        let now = self.deps.clock.now_ms();
+        let all = self.drills.as_ref().map(DrillCache::current);
+        all.unwrap_or_default()
+            .into_iter()
+            .filter(|d| d.active(now))
+            .collect()
     }
 
     /// For a process that keeps running after it answers (local mode, not
@@ -387,12 +407,19 @@ impl Engine {
                 .capture(req, ticket_id, Reason::ClientRequested, None, applied)
                 .await;
         }
-        if policy.force_mode == ForceMode::Async {
+        // A drill overrides FORCE_MODE for its scope.
+        let now = self.deps.clock.now_ms();
+        let drills = self.drills.as_ref().map(DrillCache::current);
+        let (route, group) = (&target.route.name, &target.route.group);
+        let drill = drills
+            .as_deref()
+            .and_then(|d| applying(d, route, group, now));
+        let mode = drill.map_or(policy.force_mode, |d| d.mode);
+        if mode == ForceMode::Async {
             return self
                 .capture(req, ticket_id, Reason::Forced, None, applied)
                 .await;
         }
-        let now = self.deps.clock.now_ms();
         if policy.lanes.opens_at(req.lane, now).is_some() {
             // Outside its lane's window: not even a sync attempt.
             return self
@@ -431,6 +458,13 @@ impl Engine {
         let admission = match cut {
             true => gate.admit_without_probe().await,
             false => gate.admit().await,
+        };
+        let admission = match admission {
+            // A sync drill tries every request, whatever the breaker says.
+            Admission::Open { .. } if drill.is_some_and(|d| d.mode == ForceMode::Sync) => {
+                Admission::Sync
+            }
+            other => other,
         };
         match admission {
             Admission::Open { retry_after } => {

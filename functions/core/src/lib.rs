@@ -25,6 +25,7 @@ pub mod breaker;
 pub mod callback;
 pub mod config;
 pub mod drain;
+pub mod drill;
 pub mod engine;
 mod engine_reads;
 mod follow;

@@ -68,7 +68,8 @@ pub async fn run() -> Result<(), lambda_http::Error> {
     let settings = AwsSettings::from_env()?;
     let ports = ports(&settings, &policy, "api").await?;
     let reserve = capture_reserve(&policy);
-    let engine = Arc::new(Engine::new(Arc::new(policy), ports.deps));
+    let engine = Engine::new(Arc::new(policy), ports.deps).with_drills(ports.store.clone());
+    let engine = Arc::new(engine);
     let mut state = AppState::new(engine);
     // The worker reads the secret; this function only knows there is one.
     state.signs_webhooks |= settings.webhook_secret_id.is_some();

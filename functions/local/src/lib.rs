@@ -38,6 +38,8 @@ pub struct Parts {
     pub routes: Arc<failover_core::route::RouteTable>,
     pub webhooks: Arc<dyn WebhookSender>,
     pub clock: Arc<dyn Clock>,
+    /// Where the operator's tool starts drills (the SQLite file).
+    pub drills: Option<Arc<dyn failover_core::drill::DrillStore>>,
 }
 
 pub struct App {
@@ -66,7 +68,11 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
         metrics,
         routes: parts.routes,
     };
-    let engine = Arc::new(Engine::new(policy.clone(), deps.clone()).following());
+    let mut engine = Engine::new(policy.clone(), deps.clone()).following();
+    if let Some(drills) = parts.drills {
+        engine = engine.with_drills(drills);
+    }
+    let engine = Arc::new(engine);
     let notifiers = Notifiers {
         topic: parts.topic,
         webhooks: parts.webhooks,

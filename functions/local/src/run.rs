@@ -151,6 +151,7 @@ pub async fn run(
         routes: routes.clone(),
         webhooks,
         clock,
+        drills: Some(store.clone()),
     };
     let mut app = assemble(policy.clone(), parts);
     if let Some(demo) = &demo {

@@ -33,6 +33,47 @@ pub enum Command {
     /// The dead-letter queues: list, redrive.
     #[command(subcommand)]
     Dlq(Dlq),
+    /// Drills: override the failover mode for a while, fleet-wide.
+    #[command(subcommand)]
+    Drill(DrillCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCmd {
+    /// Every instance switches within one health-cache period, and back
+    /// when the drill ends (by itself, or with `drill stop`).
+    Start {
+        /// async: every request is queued (reason forced); sync: every
+        /// request is tried, whatever the breaker says.
+        #[arg(long, value_parser = ["async", "sync"])]
+        mode: String,
+        /// How long (30s, 10m, 2h; at most 24h).
+        #[arg(long = "for")]
+        duration: String,
+        #[command(flatten)]
+        scope: DrillScope,
+    },
+    /// End the drill of a scope, or every drill.
+    Stop {
+        #[command(flatten)]
+        scope: DrillScope,
+    },
+    /// The drills in force.
+    Show,
+}
+
+/// A drill's scope: one route, one breaker group, or (neither) everything.
+#[derive(Debug, Args)]
+pub struct DrillScope {
+    /// One route, by name (`requests` without a routes file).
+    #[arg(long, conflicts_with = "group")]
+    pub route: Option<String>,
+    /// One breaker group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// The routes file the server reads, to check the names against.
+    #[arg(long, env = "ROUTES_FILE")]
+    pub routes_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,8 @@
 //! stuck and why (`tickets list`, `tickets show`, `dlq list`), run again
 //! what failed once the backend is fixed (`tickets retry`), cancel what
 //! must not run any more (`tickets cancel`), and move dead letters back
-//! (`dlq redrive`).
+//! (`dlq redrive`), and rehearse a failover without a redeploy (`drill
+//! start`, `drill stop`: see [`failover_core::drill`]).
 //!
 //! It opens the stores directly with the operator's own credentials (no
 //! network surface of its own: nothing administrative is reachable through
@@ -21,6 +22,7 @@
 
 mod cli;
 mod dlq;
+mod drill;
 mod output;
 mod stores;
 mod tickets;
@@ -31,7 +33,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use failover_core::operator::RetryScope;
 
-use crate::cli::{Cli, Command, Dlq, Safety, Tickets};
+use crate::cli::{Cli, Command, Dlq, DrillCmd, Safety, Tickets};
 
 /// How a command ended, short of an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,13 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         }
         Command::Dlq(Dlq::List { max }) => dlq::list(o, *max, json).await,
         Command::Dlq(Dlq::Redrive { safety }) => dlq::redrive(o, safety, json).await,
+        Command::Drill(DrillCmd::Start {
+            mode,
+            duration,
+            scope,
+        }) => drill::start(o, mode, duration, scope, &by, json).await,
+        Command::Drill(DrillCmd::Stop { scope }) => drill::stop(o, scope, json).await,
+        Command::Drill(DrillCmd::Show) => drill::show(o, json).await,
     }
 }
 

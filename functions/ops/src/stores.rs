@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use failover_adapters::sqlite::{SqliteOptions, SqliteStore};
+use failover_core::drill::DrillStore;
 use failover_core::operator::ports::{DeadLetters, TicketScan};
 use failover_core::operator::Stores;
 use failover_core::ports::{Clock, Queue, SystemClock, TicketStore};
@@ -20,6 +21,7 @@ pub struct Opened {
     pub queue: Arc<dyn Queue>,
     pub scan: Arc<dyn TicketScan>,
     pub dead: Arc<dyn DeadLetters>,
+    pub drills: Arc<dyn DrillStore>,
     pub clock: Arc<dyn Clock>,
     /// `TICKET_TTL_SECONDS`, for a retried ticket that had expired.
     pub ttl_ms: i64,
@@ -65,7 +67,8 @@ pub async fn open(cli: &Cli) -> anyhow::Result<Opened> {
         tickets: store.clone(),
         queue: store.clone(),
         scan: store.clone(),
-        dead: store,
+        dead: store.clone(),
+        drills: store,
         clock,
         ttl_ms,
     })
@@ -114,8 +117,9 @@ async fn aws(ttl_ms: i64, policy: &Policy) -> anyhow::Result<Opened> {
     Ok(Opened {
         tickets: store.clone(),
         queue: queue.clone(),
-        scan: store,
+        scan: store.clone(),
         dead: queue,
+        drills: store,
         clock,
         ttl_ms,
     })

@@ -81,6 +81,7 @@ pub(crate) fn build_with(
             HttpWebhookSender::new(CallbackRules::default()).map_err(anyhow::Error::msg)?,
         ),
         clock,
+        drills: None,
     };
     Ok((assemble(Arc::new(policy), parts), store))
 }

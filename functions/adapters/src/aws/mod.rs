@@ -19,6 +19,7 @@
 //! whole set.
 
 mod blobs;
+mod drills;
 mod dynamodb;
 pub mod env;
 mod health;

@@ -77,6 +77,10 @@ CREATE TABLE IF NOT EXISTS publications (
     published_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS publications_age ON publications (published_at);
+CREATE TABLE IF NOT EXISTS drills (
+    scope TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
 "#;
 
 /// Columns added since the first schema, to databases made before them:

@@ -1,5 +1,6 @@
-//! The operator's ports on the embedded file: a scan of the tickets, and
-//! the dead-letter table (listed, and moved back to the queue).
+//! The operator's ports on the embedded file: a scan of the tickets, the
+//! dead-letter table (listed, and moved back to the queue), and the drills
+//! (a row per scope, which the server reads once per health-cache period).
 //!
 //! The tool opens the same file as the running server (WAL lets both read
 //! and write; SQLite serialises the writes), so a redrive is one
@@ -7,6 +8,7 @@
 //! both and never in neither.
 
 use async_trait::async_trait;
+use failover_core::drill::{Drill, DrillStore, Scope};
 use failover_core::lane::Lane;
 use failover_core::operator::ports::{DeadLetter, DeadLetters, TicketPage, TicketScan};
 use failover_core::ports::{QueueError, StoreError};
@@ -115,5 +117,64 @@ impl DeadLetters for SqliteStore {
             self.arrivals.notify_waiters();
         }
         Ok(moved)
+    }
+}
+
+#[async_trait]
+impl DrillStore for SqliteStore {
+    async fn drills(&self) -> Result<Vec<Drill>, StoreError> {
+        let docs: Vec<String> = self
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT doc FROM drills").map_err(unavailable)?;
+                let rows = stmt.query_map([], |r| r.get(0)).map_err(unavailable)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+            })
+            .await?;
+        docs.iter()
+            .map(|d| {
+                serde_json::from_str(d).map_err(|e| unavailable(format!("corrupt drill: {e}")))
+            })
+            .collect()
+    }
+
+    async fn start(&self, drill: &Drill) -> Result<(), StoreError> {
+        let (scope, now) = (drill.scope.key(), self.now());
+        let doc = serde_json::to_string(drill).map_err(unavailable)?;
+        self.write(move |c| {
+            // Ended drills go; this one replaces any of its scope.
+            let ended = c
+                .prepare("SELECT scope, doc FROM drills")
+                .and_then(|mut stmt| {
+                    let rows = stmt
+                        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+                    rows.collect::<Result<Vec<_>, _>>()
+                });
+            for (key, old) in ended.map_err(unavailable)? {
+                let over = serde_json::from_str::<Drill>(&old).map_or(true, |d| d.until_ms <= now);
+                if over {
+                    c.execute("DELETE FROM drills WHERE scope = ?1", params![key])
+                        .map_err(unavailable)?;
+                }
+            }
+            c.execute(
+                "INSERT OR REPLACE INTO drills (scope, doc) VALUES (?1, ?2)",
+                params![scope, doc],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stop(&self, scope: Option<&Scope>) -> Result<usize, StoreError> {
+        let key = scope.map(Scope::key);
+        self.write(move |c| {
+            match &key {
+                Some(k) => c.execute("DELETE FROM drills WHERE scope = ?1", params![k]),
+                None => c.execute("DELETE FROM drills", []),
+            }
+            .map_err(unavailable)
+        })
+        .await
     }
 }

@@ -1,0 +1,158 @@
+//! `failover drill ...`: start, stop and show drills.
+
+use anyhow::Context;
+use failover_core::config::ForceMode;
+use failover_core::drill::{Drill, Scope};
+use failover_core::route::RouteTable;
+use failover_core::Policy;
+use serde_json::json;
+
+use crate::cli::DrillScope;
+use crate::output::{parse_age, table, time};
+use crate::stores::Opened;
+use crate::{Report, Usage};
+
+/// The longest drill: one forgotten must not outlive a day.
+const LONGEST_MS: i64 = 24 * 3_600_000;
+
+/// The scope asked for, checked against the routes the server has.
+fn scope(s: &DrillScope) -> anyhow::Result<Result<Scope, String>> {
+    let policy = Policy::default();
+    let routes = match &s.routes_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("ROUTES_FILE {}: cannot read it", path.display()))?;
+            RouteTable::parse(&text, &path.display().to_string(), &policy)?
+        }
+        None => RouteTable::single("http://127.0.0.1/", policy.into())?,
+    };
+    let names = |of: &dyn Fn(&failover_core::route::Route) -> &str| -> Vec<String> {
+        let mut v: Vec<String> = routes.routes().iter().map(|r| of(r).to_string()).collect();
+        v.dedup();
+        v
+    };
+    Ok(match (&s.route, &s.group) {
+        (Some(r), _) => {
+            let known = names(&|r| &r.name);
+            match known.contains(r) {
+                true => Ok(Scope::Route(r.clone())),
+                false => Err(format!(
+                    "no route {r:?}; the routes are {}",
+                    known.join(", ")
+                )),
+            }
+        }
+        (None, Some(g)) => {
+            let known = names(&|r| &r.group);
+            match known.contains(g) {
+                true => Ok(Scope::Group(g.clone())),
+                false => Err(format!(
+                    "no breaker group {g:?}; the groups are {}",
+                    known.join(", ")
+                )),
+            }
+        }
+        (None, None) => Ok(Scope::All),
+    })
+}
+
+pub async fn start(
+    o: &Opened,
+    mode: &str,
+    duration: &str,
+    s: &DrillScope,
+    by: &str,
+    json: bool,
+) -> anyhow::Result<Report> {
+    let length = parse_age(duration)?;
+    if length <= 0 || length > LONGEST_MS {
+        return Err(Usage(format!("--for {duration}: from 1s to 24h")).into());
+    }
+    let scope = match scope(s)? {
+        Ok(scope) => scope,
+        Err(why) => {
+            eprintln!("refused: {why}");
+            return Ok(Report::Refused);
+        }
+    };
+    let now = o.clock.now_ms();
+    let drill = Drill {
+        mode: if mode == "sync" {
+            ForceMode::Sync
+        } else {
+            ForceMode::Async
+        },
+        scope,
+        started_ms: now,
+        until_ms: now + length,
+        by: by.to_string(),
+    };
+    o.drills.start(&drill).await.context("starting the drill")?;
+    match json {
+        true => println!("{}", render(&drill)),
+        false => println!(
+            "drill started: {} for {}, until {} (every instance within one health-cache period)",
+            drill.mode.as_str(),
+            drill.scope.key(),
+            time(drill.until_ms)
+        ),
+    }
+    Ok(Report::Done)
+}
+
+pub async fn stop(o: &Opened, s: &DrillScope, json: bool) -> anyhow::Result<Report> {
+    let scope = match (&s.route, &s.group) {
+        (None, None) => None,
+        _ => match self::scope(s)? {
+            Ok(scope) => Some(scope),
+            Err(why) => {
+                eprintln!("refused: {why}");
+                return Ok(Report::Refused);
+            }
+        },
+    };
+    let stopped = o.drills.stop(scope.as_ref()).await.context("stopping")?;
+    match json {
+        true => println!("{}", json!({ "stopped": stopped })),
+        false => println!("{stopped} drill(s) stopped"),
+    }
+    Ok(Report::Done)
+}
+
+fn render(d: &Drill) -> serde_json::Value {
+    json!({
+        "mode": d.mode.as_str(),
+        "scope": d.scope.key(),
+        "by": d.by,
+        "since": time(d.started_ms),
+        "until": time(d.until_ms),
+    })
+}
+
+pub async fn show(o: &Opened, json: bool) -> anyhow::Result<Report> {
+    let now = o.clock.now_ms();
+    let drills: Vec<Drill> = o
+        .drills
+        .drills()
+        .await
+        .context("reading the drills")?
+        .into_iter()
+        .filter(|d| d.active(now))
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::Value::Array(drills.iter().map(render).collect())
+        );
+        return Ok(Report::Done);
+    }
+    let rows: Vec<Vec<String>> = drills
+        .iter()
+        .map(|d| {
+            let until = time(d.until_ms);
+            vec![d.scope.key(), d.mode.as_str().into(), d.by.clone(), until]
+        })
+        .collect();
+    print!("{}", table(&["SCOPE", "MODE", "BY", "UNTIL"], &rows));
+    Ok(Report::Done)
+}
