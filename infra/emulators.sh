@@ -97,7 +97,7 @@ start_localstack() {
         cd "$run"
         GATEWAY_LISTEN="127.0.0.1:$LOCALSTACK_PORT" GATEWAY_SERVER=hypercorn \
             LOCALSTACK_HOST="127.0.0.1:$LOCALSTACK_PORT" SQS_ENDPOINT_STRATEGY=path \
-            SERVICES=sqs,sns,secretsmanager,s3 EAGER_SERVICE_LOADING=1 DNS_ADDRESS=0 DISABLE_EVENTS=1 \
+            SERVICES=sqs,sns,secretsmanager,s3,cloudformation EAGER_SERVICE_LOADING=1 DNS_ADDRESS=0 DISABLE_EVENTS=1 \
             OVERRIDE_IN_DOCKER=0 SKIP_SSL_CERT_DOWNLOAD=1 \
             FILESYSTEM_ROOT="$run/localstack-data" \
             nohup "$cache/localstack-venv/bin/python" -m localstack.runtime.main \

@@ -107,3 +107,82 @@ async fn dead_letters_are_listed_and_moved_back_on_sqs() {
         ("poison", Lane::Critical)
     );
 }
+
+/// A stack whose outputs name the test's table and queues, as the SAM
+/// template's do (the emulator's CloudFormation, with a resource that does
+/// nothing).
+async fn stack_naming(e: &AwsEnv) -> String {
+    let name = format!(
+        "failover-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let lane = |l: Lane| {
+        e.lane_queues
+            .iter()
+            .find(|q| q.0 == l)
+            .expect("lane")
+            .clone()
+    };
+    let (_, critical, critical_dlq) = lane(Lane::Critical);
+    let (_, bulk, bulk_dlq) = lane(Lane::Bulk);
+    let outputs: serde_json::Map<String, serde_json::Value> = [
+        ("TableName", e.table.clone()),
+        ("BodyBucketName", e.body_bucket.clone()),
+        ("QueueUrl", e.queue_url.clone()),
+        ("DeadLetterQueueUrl", e.dlq_url.clone()),
+        ("CriticalQueueUrl", critical),
+        ("CriticalDeadLetterQueueUrl", critical_dlq),
+        ("BulkQueueUrl", bulk),
+        ("BulkDeadLetterQueueUrl", bulk_dlq),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), serde_json::json!({ "Value": v })))
+    .collect();
+    let template = serde_json::json!({
+        "Resources": { "Nothing": { "Type": "AWS::CloudFormation::WaitConditionHandle" } },
+        "Outputs": outputs,
+    });
+    let cfn = aws_sdk_cloudformation::Client::new(&e.sdk);
+    cfn.create_stack()
+        .stack_name(&name)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .expect("create stack");
+    for _ in 0..100 {
+        let out = cfn
+            .describe_stacks()
+            .stack_name(&name)
+            .send()
+            .await
+            .expect("describe");
+        let status = out.stacks()[0]
+            .stack_status()
+            .map(|s| s.as_str().to_string());
+        if status.as_deref() == Some("CREATE_COMPLETE") {
+            return name;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("stack {name} never completed");
+}
+
+#[tokio::test]
+async fn a_stack_s_outputs_name_the_table_and_queues() {
+    let e = fresh().await;
+    let name = stack_naming(&e).await;
+    let t = sample_ticket();
+    e.store().create(&t).await.unwrap();
+    let listed = failover(&[], &["--stack", &name, "tickets", "list", "--json"]).await;
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert_eq!(listed.json()[0]["id"], t.id.to_string(), "{listed:?}");
+    let dead = failover(&[], &["--stack", &name, "dlq", "list", "--json"]).await;
+    assert_eq!(
+        (dead.code, dead.json()),
+        (0, serde_json::json!([])),
+        "{dead:?}"
+    );
+    let missing = failover(&[], &["--stack", "no-such-stack", "tickets", "list"]).await;
+    assert_eq!(missing.code, 3, "{missing:?}");
+    assert!(missing.stderr.contains("no-such-stack"), "{missing:?}");
+}

@@ -18,6 +18,10 @@ pub struct Cli {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// AWS mode on this SAM stack: its table and queues from its outputs
+    /// (else from TABLE_NAME, QUEUE_URL, ... as the functions have them).
+    #[arg(long, env = "FAILOVER_STACK", global = true)]
+    pub stack: Option<String>,
     /// Who is acting, as recorded on each ticket changed (default: $USER).
     #[arg(long, env = "FAILOVER_OPERATOR", global = true)]
     pub by: Option<String>,

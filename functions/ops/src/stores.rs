@@ -1,6 +1,7 @@
 //! Opening the stores the tool acts on: the local file, or the AWS table
-//! and queues. Local mode is the default; `TABLE_NAME` in the environment
-//! (as the functions have it) means AWS mode, in a build with the `aws`
+//! and queues. Local mode is the default; `--stack NAME` (the names from
+//! the SAM stack's outputs) or `TABLE_NAME` in the environment (the names
+//! as the functions have them) means AWS mode, in a build with the `aws`
 //! feature.
 
 use std::sync::Arc;
@@ -44,8 +45,8 @@ fn env(name: &str) -> Option<String> {
 pub async fn open(cli: &Cli) -> anyhow::Result<Opened> {
     let policy = Policy::from_lookup(Policy::default(), &env).map_err(anyhow::Error::msg)?;
     let ttl_ms = policy.ticket_ttl.as_millis() as i64;
-    if env("TABLE_NAME").is_some() {
-        return aws(ttl_ms, &policy).await;
+    if cli.stack.is_some() || env("TABLE_NAME").is_some() {
+        return aws(cli.stack.as_deref(), ttl_ms, &policy).await;
     }
     let db = cli.data_dir.join("failover.sqlite3");
     if !db.exists() {
@@ -75,42 +76,95 @@ pub async fn open(cli: &Cli) -> anyhow::Result<Opened> {
 }
 
 #[cfg(not(feature = "aws"))]
-async fn aws(_: i64, _: &Policy) -> anyhow::Result<Opened> {
+async fn aws(_: Option<&str>, _: i64, _: &Policy) -> anyhow::Result<Opened> {
     bail!(
-        "TABLE_NAME is set, but this build has no AWS mode: \
+        "AWS mode (--stack or TABLE_NAME) needs the AWS SDK, which this build leaves out: \
          cargo run --release --features aws --bin failover -- ..."
     )
 }
 
+/// The stack output that holds each setting the functions read from their
+/// environment.
 #[cfg(feature = "aws")]
-async fn aws(ttl_ms: i64, policy: &Policy) -> anyhow::Result<Opened> {
+const OUTPUTS: [(&str, &str); 8] = [
+    ("TABLE_NAME", "TableName"),
+    ("BODY_BUCKET", "BodyBucketName"),
+    ("QUEUE_URL", "QueueUrl"),
+    ("DLQ_URL", "DeadLetterQueueUrl"),
+    ("QUEUE_URL_CRITICAL", "CriticalQueueUrl"),
+    ("DLQ_URL_CRITICAL", "CriticalDeadLetterQueueUrl"),
+    ("QUEUE_URL_BULK", "BulkQueueUrl"),
+    ("DLQ_URL_BULK", "BulkDeadLetterQueueUrl"),
+];
+
+/// The settings, from the stack's outputs or else the environment.
+#[cfg(feature = "aws")]
+async fn settings(
+    sdk: &aws_config::SdkConfig,
+    stack: Option<&str>,
+) -> anyhow::Result<std::collections::HashMap<&'static str, String>> {
+    let Some(name) = stack else {
+        return Ok(OUTPUTS
+            .iter()
+            .filter_map(|(var, _)| Some((*var, env(var)?)))
+            .collect());
+    };
+    let out = aws_sdk_cloudformation::Client::new(sdk)
+        .describe_stacks()
+        .stack_name(name)
+        .send()
+        .await
+        .with_context(|| format!("reading the outputs of stack {name}"))?;
+    let outputs: Vec<_> = out
+        .stacks()
+        .first()
+        .with_context(|| format!("no stack {name}"))?
+        .outputs()
+        .to_vec();
+    let value = |key: &str| {
+        outputs
+            .iter()
+            .find(|o| o.output_key() == Some(key))
+            .and_then(|o| o.output_value().map(str::to_string))
+    };
+    Ok(OUTPUTS
+        .iter()
+        .filter_map(|(var, key)| Some((*var, value(key)?)))
+        .collect())
+}
+
+#[cfg(feature = "aws")]
+async fn aws(stack: Option<&str>, ttl_ms: i64, policy: &Policy) -> anyhow::Result<Opened> {
     use failover_adapters::aws::{sdk_config, DynamoStore, S3Blobs, SqsQueue};
     use failover_core::lane::Lane;
 
-    let need = |name: &str| env(name).with_context(|| format!("{name} is not set"));
     let sdk = sdk_config(
         policy
             .capture_timeout
             .max(std::time::Duration::from_secs(5)),
     )
     .await;
+    let set = settings(&sdk, stack).await?;
+    let get = |name: &str| set.get(name).cloned();
+    let where_ = stack.map_or("the environment".to_string(), |s| format!("stack {s}"));
+    let need = |name: &str| get(name).with_context(|| format!("no {name} in {where_}"));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         need("TABLE_NAME")?,
         clock.clone(),
     );
-    if let Some(bucket) = env("BODY_BUCKET") {
+    if let Some(bucket) = get("BODY_BUCKET") {
         store = store.with_blobs(Arc::new(S3Blobs::new(S3Blobs::client(&sdk), bucket)));
     }
     let mut queue = SqsQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
         need("QUEUE_URL")?,
-        env("DLQ_URL"),
+        get("DLQ_URL"),
     );
     for (lane, name) in [(Lane::Critical, "CRITICAL"), (Lane::Bulk, "BULK")] {
-        if let Some(url) = env(&format!("QUEUE_URL_{name}")) {
-            queue = queue.with_lane(lane, url, env(&format!("DLQ_URL_{name}")));
+        if let Some(url) = get(&format!("QUEUE_URL_{name}")) {
+            queue = queue.with_lane(lane, url, get(&format!("DLQ_URL_{name}")));
         }
     }
     let (store, queue) = (Arc::new(store), Arc::new(queue));
