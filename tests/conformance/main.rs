@@ -277,3 +277,14 @@ async fn sqlite_drills() {
     let (s, _dir) = sqlite();
     failover_tests::operator_conformance::drills(s.as_ref()).await;
 }
+
+#[tokio::test]
+async fn memory_breaker_board() {
+    failover_tests::operator_conformance::breaker_board(memory().as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_breaker_board() {
+    let (s, _dir) = sqlite();
+    failover_tests::operator_conformance::breaker_board(s.as_ref()).await;
+}

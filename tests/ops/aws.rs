@@ -186,3 +186,53 @@ async fn a_stack_s_outputs_name_the_table_and_queues() {
     assert_eq!(missing.code, 3, "{missing:?}");
     assert!(missing.stderr.contains("no-such-stack"), "{missing:?}");
 }
+
+#[tokio::test]
+async fn the_fleet_breaker_is_shown_and_reset_in_the_table() {
+    use failover_core::breaker::{Breaker, CallOutcome, HealthGate};
+    let e = fresh().await;
+    let policy = failover_core::Policy {
+        breaker_min_calls: 2,
+        breaker_open: Duration::from_secs(600),
+        ..failover_core::Policy::default()
+    };
+    let clock = std::sync::Arc::new(failover_core::ports::SystemClock);
+    let ttl = Duration::from_millis(200);
+    let instance = Breaker::shared(
+        &policy,
+        std::sync::Arc::new(e.store().health("")),
+        clock,
+        ttl,
+    );
+    for _ in 0..3 {
+        let a = instance.admit().await;
+        instance
+            .record(a, CallOutcome::Error, Duration::from_millis(3))
+            .await;
+    }
+    assert_eq!(instance.snapshot().await.state, "open");
+    let mut vars = env(&e);
+    vars.push(("BREAKER_MIN_CALLS", "2".into()));
+    let shown = failover(&vars, &["breaker", "show", "--json"]).await;
+    assert_eq!(shown.code, 0, "{shown:?}");
+    let b = &shown.json()[0];
+    assert_eq!(b["group"], "default", "{shown:?}");
+    assert_eq!(
+        (
+            b["breaker"]["state"].as_str(),
+            b["breaker"]["scope"].as_str()
+        ),
+        (Some("open"), Some("fleet"))
+    );
+    let reset = failover(&vars, &["breaker", "reset", "--json"]).await;
+    assert_eq!(reset.code, 0, "{reset:?}");
+    assert_eq!(reset.json()[0]["breaker"]["state"], "closed", "{reset:?}");
+    // Every instance within one cache period.
+    tokio::time::sleep(ttl).await;
+    assert_eq!(
+        instance.admit().await,
+        failover_core::breaker::Admission::Sync
+    );
+    let s = instance.snapshot().await;
+    assert_eq!((s.state, s.transitions), ("closed", 2));
+}

@@ -4,6 +4,7 @@
 //! shapes, exit codes and refusals.
 
 mod aws;
+mod breakers;
 mod drills;
 mod local;
 

@@ -135,3 +135,96 @@ pub async fn drills<S: failover_core::drill::DrillStore>(store: &S) {
     assert_eq!(store.stop(None).await.expect("stop"), 1);
     assert!(store.drills().await.expect("read").is_empty());
 }
+
+/// The breaker board: posts replace each other; resets are numbered in
+/// order, read after a mark, and only the latest are kept; a server's
+/// round applies the resets meant for its groups and posts every group.
+pub async fn breaker_board<B: failover_core::breaker::board::BreakerBoard>(board: &B) {
+    use failover_core::breaker::board::{Posted, ResetRequest, Tender, RESETS_KEPT};
+    use failover_core::breaker::{Breaker, CallOutcome, HealthGate, HealthGates};
+    use std::sync::Arc;
+
+    assert!(board.posted().await.expect("read").is_empty());
+    let post = |group: &str, at_ms| Posted {
+        group: group.into(),
+        snapshot: serde_json::json!({"state": "open", "calls": 12}),
+        at_ms,
+    };
+    board
+        .post(&[post("b", 1), post("a", 1)])
+        .await
+        .expect("post");
+    board
+        .post(&[post("b", 2), post("a", 2)])
+        .await
+        .expect("post");
+    assert_eq!(
+        board.posted().await.expect("read"),
+        vec![post("b", 2), post("a", 2)],
+        "the latest post, in its order"
+    );
+
+    let reset = |group: Option<&str>| ResetRequest {
+        id: 0,
+        group: group.map(str::to_string),
+        at_ms: 5,
+        by: "operator:conformance".into(),
+    };
+    let first = board.request_reset(&reset(None)).await.expect("reset");
+    let second = board
+        .request_reset(&reset(Some("pay")))
+        .await
+        .expect("reset");
+    assert!(second > first);
+    let after = board.resets_after(first).await.expect("read");
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        (after[0].id, after[0].group.as_deref()),
+        (second, Some("pay"))
+    );
+    assert_eq!(after[0].by, "operator:conformance");
+    for _ in 0..RESETS_KEPT {
+        board.request_reset(&reset(None)).await.expect("reset");
+    }
+    let kept = board.resets_after(i64::MIN).await.expect("read");
+    assert_eq!(kept.len() as i64, RESETS_KEPT, "only the latest are kept");
+    assert!(kept.windows(2).all(|w| w[0].id < w[1].id));
+
+    // A server with one open breaker, of the (single) group "".
+    let gate = Arc::new(Breaker::new(&failover_core::Policy::default()));
+    for _ in 0..20 {
+        let a = gate.admit().await;
+        gate.record(a, CallOutcome::Error, Duration::from_millis(1))
+            .await;
+    }
+    assert_eq!(gate.snapshot().await.state, "open");
+    let gates = HealthGates::single(gate.clone());
+    let tender = Tender {
+        board,
+        gates: &gates,
+    };
+    let seen = tender.start().await.expect("start");
+    assert_eq!(
+        seen,
+        kept.last().expect("kept").id,
+        "old resets are not applied"
+    );
+    board
+        .request_reset(&reset(Some("other")))
+        .await
+        .expect("reset");
+    let seen = tender.round(seen, 7).await.expect("round");
+    assert_eq!(gate.snapshot().await.state, "open", "another group's reset");
+    let posted = board.posted().await.expect("read");
+    assert_eq!((posted.len(), posted[0].at_ms), (1, 7));
+    assert_eq!(posted[0].snapshot["state"], "open");
+    board.request_reset(&reset(None)).await.expect("reset");
+    let last = tender.round(seen, 8).await.expect("round");
+    assert!(last > seen);
+    assert_eq!(gate.snapshot().await.state, "closed");
+    assert_eq!(
+        board.posted().await.expect("read")[0].snapshot["state"],
+        "closed"
+    );
+    assert_eq!(tender.round(last, 9).await.expect("round"), last);
+}

@@ -118,6 +118,7 @@ async fn spawn_routes(policy: Policy, backend: MockBackend, routes: RouteTable) 
         webhooks: Arc::new(HttpWebhookSender::new(rules).expect("webhook client")),
         clock,
         drills: Some(Arc::new(store.clone())),
+        board: Some(Arc::new(store.clone())),
     };
     let app = assemble(policy.clone(), parts);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -142,6 +143,13 @@ async fn spawn_routes(policy: Policy, backend: MockBackend, routes: RouteTable) 
 
 impl TestApp {
     /// Its data directory (`DATA_DIR`), for the operator's tool.
+    /// Stops serving (the data directory stays until the app is dropped).
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()
     }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use failover_core::breaker::board::{BreakerBoard, Posted, ResetRequest, RESETS_KEPT};
 use failover_core::drill::{with_started, with_stopped, Drill, DrillStore, Scope};
 use failover_core::lane::served_rank;
 use failover_core::operator::ports::{TicketPage, TicketScan};
@@ -40,6 +41,8 @@ struct State {
     dead: Vec<(Message, String)>,
     published: Vec<TopicEvent>,
     drills: Vec<Drill>,
+    posted: Vec<Posted>,
+    resets: Vec<ResetRequest>,
 }
 
 #[derive(Clone)]
@@ -111,6 +114,31 @@ impl DrillStore for MemoryStore {
         let (left, gone) = with_stopped(std::mem::take(s), scope);
         *s = left;
         Ok(gone)
+    }
+}
+
+#[async_trait]
+impl BreakerBoard for MemoryStore {
+    async fn post(&self, posts: &[Posted]) -> Result<(), StoreError> {
+        self.lock().posted = posts.to_vec();
+        Ok(())
+    }
+
+    async fn posted(&self) -> Result<Vec<Posted>, StoreError> {
+        Ok(self.lock().posted.clone())
+    }
+
+    async fn request_reset(&self, r: &ResetRequest) -> Result<i64, StoreError> {
+        let resets = &mut self.lock().resets;
+        let id = resets.last().map_or(1, |last| last.id + 1);
+        resets.push(ResetRequest { id, ..r.clone() });
+        resets.retain(|r| r.id > id - RESETS_KEPT);
+        Ok(id)
+    }
+
+    async fn resets_after(&self, after: i64) -> Result<Vec<ResetRequest>, StoreError> {
+        let resets = &self.lock().resets;
+        Ok(resets.iter().filter(|r| r.id > after).cloned().collect())
     }
 }
 

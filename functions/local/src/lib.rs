@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use failover_api::{router, AppState};
+use failover_core::breaker::board::{BreakerBoard, Tender};
 use failover_core::breaker::{Breaker, HealthGate, HealthGates};
 use failover_core::ports::{
     Backend, Clock, EventPublisher, IdempotencyStore, Queue, TicketStore, WebhookSender,
@@ -40,12 +41,17 @@ pub struct Parts {
     pub clock: Arc<dyn Clock>,
     /// Where the operator's tool starts drills (the SQLite file).
     pub drills: Option<Arc<dyn failover_core::drill::DrillStore>>,
+    /// Where the breakers are posted for the tool, and its resets taken.
+    pub board: Option<Arc<dyn BreakerBoard>>,
 }
 
 pub struct App {
     pub router: Router,
     pub engine: Arc<Engine>,
     pub worker: Arc<Worker>,
+    /// The board and the breakers it shows, tended once per health-cache
+    /// period while serving.
+    pub board: Option<(Arc<dyn BreakerBoard>, Arc<HealthGates>)>,
 }
 
 /// Builds the engine, the router and the worker over one set of ports.
@@ -58,12 +64,14 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
         let breaker = Breaker::new(policy).with_metrics(metrics.clone());
         Arc::new(breaker.for_group(label)) as Arc<dyn HealthGate>
     });
+    let health = Arc::new(health);
+    let board = parts.board.map(|b| (b, health.clone()));
     let deps = Deps {
         backend: parts.backend,
         tickets: parts.tickets,
         idempotency: parts.idempotency,
         queue: parts.queue,
-        health: Arc::new(health),
+        health,
         clock: parts.clock,
         metrics,
         routes: parts.routes,
@@ -83,6 +91,7 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
         router,
         engine,
         worker,
+        board,
     }
 }
 
@@ -99,6 +108,7 @@ pub async fn serve(
         router,
         engine,
         worker,
+        board,
     } = app;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -119,6 +129,14 @@ pub async fn serve(
             }
         }
     });
+    if let Some((board, gates)) = board {
+        tokio::spawn(tend(
+            board,
+            gates,
+            engine.policy().health_cache,
+            stop_rx.clone(),
+        ));
+    }
     let worker_task = tokio::spawn(worker.run(worker_concurrency, stopped(stop_rx.clone())));
     tokio::spawn(async move {
         shutdown.await;
@@ -132,4 +150,34 @@ pub async fn serve(
     }
     engine.settle().await;
     served
+}
+
+/// Every `period` until shutdown: takes the tool's breaker resets and
+/// posts the breakers (see `failover_core::breaker::board`).
+async fn tend(
+    board: Arc<dyn BreakerBoard>,
+    gates: Arc<HealthGates>,
+    period: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let tender = Tender {
+        board: board.as_ref(),
+        gates: &gates,
+    };
+    let clock = failover_core::ports::SystemClock;
+    let mut seen = None;
+    loop {
+        let round = match seen {
+            None => tender.start().await,
+            Some(s) => tender.round(s, failover_core::Clock::now_ms(&clock)).await,
+        };
+        match round {
+            Ok(s) => seen = Some(s),
+            Err(e) => tracing::warn!(error = %e, "breaker board not tended"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(period.max(std::time::Duration::from_millis(100))) => {}
+        }
+    }
 }

@@ -152,6 +152,7 @@ pub async fn run(
         webhooks,
         clock,
         drills: Some(store.clone()),
+        board: Some(store.clone()),
     };
     let mut app = assemble(policy.clone(), parts);
     if let Some(demo) = &demo {

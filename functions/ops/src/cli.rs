@@ -40,6 +40,38 @@ pub enum Command {
     /// Drills: override the failover mode for a while, fleet-wide.
     #[command(subcommand)]
     Drill(DrillCmd),
+    /// The circuit breakers: show, reset.
+    #[command(subcommand)]
+    Breaker(BreakerCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BreakerCmd {
+    /// Each breaker group: state, error and slow rates, next probe.
+    Show {
+        /// The routes file the functions read (AWS mode: which groups).
+        #[arg(long, env = "ROUTES_FILE")]
+        routes_file: Option<PathBuf>,
+    },
+    /// Close breakers now, on a fresh window (the backend is known to be
+    /// back): every instance admits requests within one health-cache period.
+    Reset(BreakerReset),
+}
+
+#[derive(Debug, Args)]
+pub struct BreakerReset {
+    /// One breaker group (else every group).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// The routes file the functions read (AWS mode: which groups).
+    #[arg(long, env = "ROUTES_FILE")]
+    pub routes_file: Option<PathBuf>,
+    /// Do it without asking, even for more than one group.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Print what would be done, and do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

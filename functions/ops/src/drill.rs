@@ -3,7 +3,6 @@
 use anyhow::Context;
 use failover_core::config::ForceMode;
 use failover_core::drill::{Drill, Scope};
-use failover_core::route::RouteTable;
 use failover_core::Policy;
 use serde_json::json;
 
@@ -17,15 +16,7 @@ const LONGEST_MS: i64 = 24 * 3_600_000;
 
 /// The scope asked for, checked against the routes the server has.
 fn scope(s: &DrillScope) -> anyhow::Result<Result<Scope, String>> {
-    let policy = Policy::default();
-    let routes = match &s.routes_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("ROUTES_FILE {}: cannot read it", path.display()))?;
-            RouteTable::parse(&text, &path.display().to_string(), &policy)?
-        }
-        None => RouteTable::single("http://127.0.0.1/", policy.into())?,
-    };
+    let routes = crate::stores::routes(s.routes_file.as_deref(), &Policy::default())?;
     let names = |of: &dyn Fn(&failover_core::route::Route) -> &str| -> Vec<String> {
         let mut v: Vec<String> = routes.routes().iter().map(|r| of(r).to_string()).collect();
         v.dedup();

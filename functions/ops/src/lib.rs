@@ -5,8 +5,10 @@
 //! stuck and why (`tickets list`, `tickets show`, `dlq list`), run again
 //! what failed once the backend is fixed (`tickets retry`), cancel what
 //! must not run any more (`tickets cancel`), and move dead letters back
-//! (`dlq redrive`), and rehearse a failover without a redeploy (`drill
-//! start`, `drill stop`: see [`failover_core::drill`]).
+//! (`dlq redrive`), rehearse a failover without a redeploy (`drill
+//! start`, `drill stop`: see [`failover_core::drill`]), and close a
+//! breaker by hand once the backend is known to be back (`breaker show`,
+//! `breaker reset`).
 //!
 //! It opens the stores directly with the operator's own credentials (no
 //! network surface of its own: nothing administrative is reachable through
@@ -20,6 +22,7 @@
 //! state, an unknown id, a confirmation declined); 2 bad usage; 3 the
 //! stores could not be opened or read.
 
+mod breaker;
 mod cli;
 mod dlq;
 mod drill;
@@ -33,7 +36,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use failover_core::operator::RetryScope;
 
-use crate::cli::{Cli, Command, Dlq, DrillCmd, Safety, Tickets};
+use crate::cli::{BreakerCmd, Cli, Command, Dlq, DrillCmd, Safety, Tickets};
 
 /// How a command ended, short of an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +112,10 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         }) => drill::start(o, mode, duration, scope, &by, json).await,
         Command::Drill(DrillCmd::Stop { scope }) => drill::stop(o, scope, json).await,
         Command::Drill(DrillCmd::Show) => drill::show(o, json).await,
+        Command::Breaker(BreakerCmd::Show { routes_file }) => {
+            breaker::show(o, routes_file.as_deref(), json).await
+        }
+        Command::Breaker(BreakerCmd::Reset(args)) => breaker::reset(o, args, &by, json).await,
     }
 }
 

@@ -12,6 +12,7 @@ use failover_core::drill::DrillStore;
 use failover_core::operator::ports::{DeadLetters, TicketScan};
 use failover_core::operator::Stores;
 use failover_core::ports::{Clock, Queue, SystemClock, TicketStore};
+use failover_core::route::RouteTable;
 use failover_core::Policy;
 
 use crate::cli::Cli;
@@ -23,12 +24,18 @@ pub struct Opened {
     pub scan: Arc<dyn TicketScan>,
     pub dead: Arc<dyn DeadLetters>,
     pub drills: Arc<dyn DrillStore>,
+    pub breakers: crate::breaker::Source,
     pub clock: Arc<dyn Clock>,
-    /// `TICKET_TTL_SECONDS`, for a retried ticket that had expired.
-    pub ttl_ms: i64,
+    /// The settings as the functions read them (breaker thresholds, TTL).
+    pub policy: Policy,
 }
 
 impl Opened {
+    /// `TICKET_TTL_SECONDS`, for a retried ticket that had expired.
+    pub fn ttl_ms(&self) -> i64 {
+        self.policy.ticket_ttl.as_millis() as i64
+    }
+
     pub fn stores(&self) -> Stores<'_> {
         Stores {
             tickets: self.tickets.as_ref(),
@@ -38,15 +45,27 @@ impl Opened {
     }
 }
 
+/// The routes the server has: its `ROUTES_FILE`, or the single default
+/// route (`requests`, one breaker group).
+pub fn routes(file: Option<&std::path::Path>, policy: &Policy) -> anyhow::Result<RouteTable> {
+    Ok(match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("ROUTES_FILE {}: cannot read it", path.display()))?;
+            RouteTable::parse(&text, &path.display().to_string(), policy)?
+        }
+        None => RouteTable::single("http://127.0.0.1/", policy.clone().into())?,
+    })
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 pub async fn open(cli: &Cli) -> anyhow::Result<Opened> {
     let policy = Policy::from_lookup(Policy::default(), &env).map_err(anyhow::Error::msg)?;
-    let ttl_ms = policy.ticket_ttl.as_millis() as i64;
     if cli.stack.is_some() || env("TABLE_NAME").is_some() {
-        return aws(cli.stack.as_deref(), ttl_ms, &policy).await;
+        return aws(cli.stack.as_deref(), policy).await;
     }
     let db = cli.data_dir.join("failover.sqlite3");
     if !db.exists() {
@@ -69,14 +88,18 @@ pub async fn open(cli: &Cli) -> anyhow::Result<Opened> {
         queue: store.clone(),
         scan: store.clone(),
         dead: store.clone(),
-        drills: store,
+        drills: store.clone(),
+        breakers: crate::breaker::Source::Board {
+            board: store,
+            period: policy.health_cache,
+        },
         clock,
-        ttl_ms,
+        policy,
     })
 }
 
 #[cfg(not(feature = "aws"))]
-async fn aws(_: Option<&str>, _: i64, _: &Policy) -> anyhow::Result<Opened> {
+async fn aws(_: Option<&str>, _: Policy) -> anyhow::Result<Opened> {
     bail!(
         "AWS mode (--stack or TABLE_NAME) needs the AWS SDK, which this build leaves out: \
          cargo run --release --features aws --bin failover -- ..."
@@ -134,7 +157,7 @@ async fn settings(
 }
 
 #[cfg(feature = "aws")]
-async fn aws(stack: Option<&str>, ttl_ms: i64, policy: &Policy) -> anyhow::Result<Opened> {
+async fn aws(stack: Option<&str>, policy: Policy) -> anyhow::Result<Opened> {
     use failover_adapters::aws::{sdk_config, DynamoStore, S3Blobs, SqsQueue};
     use failover_core::lane::Lane;
 
@@ -173,8 +196,9 @@ async fn aws(stack: Option<&str>, ttl_ms: i64, policy: &Policy) -> anyhow::Resul
         queue: queue.clone(),
         scan: store.clone(),
         dead: queue,
-        drills: store,
+        drills: store.clone(),
+        breakers: crate::breaker::fleet(store.as_ref().clone()),
         clock,
-        ttl_ms,
+        policy,
     })
 }

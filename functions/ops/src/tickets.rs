@@ -291,14 +291,14 @@ pub async fn retry(
             let keep = |t: &Ticket| {
                 t.status == Status::Failed
                     && t.updated_at >= since
-                    && t.rerun(now, o.ttl_ms, by, args.scope).is_ok()
+                    && t.rerun(now, o.ttl_ms(), by, args.scope).is_ok()
             };
             let mut found = matching(o, keep).await?;
             found.sort_by_key(|t| t.updated_at);
             found.iter().map(|t| t.id.to_string()).collect()
         }
     };
-    let (ttl, scope) = (o.ttl_ms, args.scope);
+    let (ttl, scope) = (o.ttl_ms(), args.scope);
     let verb = Verb("retry", "queued again", "would be queued again");
     each(&ids, verb, safety, json, |id, dry| async move {
         if dry {

@@ -46,6 +46,9 @@ impl HealthGate for Counting {
     async fn closed_for(&self) -> Option<Duration> {
         None
     }
+    async fn reset(&self) -> Result<(), failover_core::ports::StoreError> {
+        Ok(())
+    }
 }
 
 /// Nanoseconds per admit+record pair, over `tasks` concurrent tasks.

@@ -82,6 +82,7 @@ pub(crate) fn build_with(
         ),
         clock,
         drills: None,
+        board: None,
     };
     Ok((assemble(Arc::new(policy), parts), store))
 }

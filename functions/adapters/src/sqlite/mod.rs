@@ -15,6 +15,7 @@
 //! writer writes). SQLite serialises writers anyway; one writer connection
 //! keeps the code free of `SQLITE_BUSY` handling.
 
+mod board;
 mod operator;
 mod queue;
 mod store;
@@ -80,6 +81,17 @@ CREATE INDEX IF NOT EXISTS publications_age ON publications (published_at);
 CREATE TABLE IF NOT EXISTS drills (
     scope TEXT PRIMARY KEY,
     doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS breaker_posts (
+    grp TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS breaker_resets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    grp TEXT,
+    at_ms INTEGER NOT NULL,
+    by TEXT NOT NULL
 );
 "#;
 

@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub mod board;
 mod gate;
 mod gates;
 mod latency;
@@ -100,6 +101,9 @@ pub trait HealthGate: Send + Sync {
     /// How long since the breaker closed after an outage (`None` if it is
     /// not closed, or never opened): the worker's drain ramps up over it.
     async fn closed_for(&self) -> Option<Duration>;
+    /// Closes the breaker on a fresh window, whatever its state: the
+    /// operator's `breaker reset`. Where it is shared, for every instance.
+    async fn reset(&self) -> Result<(), crate::ports::StoreError>;
 }
 
 #[cfg(test)]

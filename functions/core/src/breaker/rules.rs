@@ -284,6 +284,23 @@ impl Rules {
         })
     }
 
+    /// The state an operator's reset writes: closed on a fresh window (from
+    /// the next second: calls that ended before the reset do not count), the
+    /// open period back to its base. An open breaker closed this way starts
+    /// the worker's drain ramp, as a recovery does.
+    pub fn reset(&self, s: &BreakerState, now_ms: i64) -> BreakerState {
+        let closed_at_ms = match s.mode {
+            Mode::Closed => s.closed_at_ms,
+            _ => Some(now_ms),
+        };
+        BreakerState {
+            open_period_ms: self.open_ms,
+            window_from_s: now_ms.div_euclid(1000) + 1,
+            closed_at_ms,
+            ..s.transition(Mode::Closed)
+        }
+    }
+
     /// The state after a probe ended; `None` if the breaker is no longer
     /// half-open (the probe's answer came too late to matter).
     pub fn after_probe(

@@ -452,3 +452,53 @@ async fn the_instance_breaker_takes_the_fleets_verdict_rather_than_probing_alone
     assert_eq!(gates[0].admit().await, Admission::Sync);
     assert_eq!(gates[0].snapshot().await.scope, "instance");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_closes_it_on_a_fresh_window_at_the_base_open_period() {
+    let b = Breaker::new(&policy());
+    calls(&b, 10, CallOutcome::Error, 5).await;
+    // A failed probe doubles the open period.
+    advance(Duration::from_secs(5)).await;
+    calls(&b, 1, CallOutcome::Error, 5).await;
+    let open = b.snapshot().await;
+    assert_eq!((open.state, open.open_period_ms), ("open", 10_000));
+    b.reset().await.unwrap();
+    advance(Duration::from_millis(1000)).await;
+    let s = b.snapshot().await;
+    assert_eq!((s.state, s.calls, s.open_period_ms), ("closed", 0, 5000));
+    assert_eq!(s.transitions, open.transitions + 1);
+    assert_eq!(s.closed_for_ms, Some(1000));
+    assert_eq!(b.admit().await, Admission::Sync);
+    // The window is fresh: nine more errors do not trip it, a tenth does.
+    calls(&b, 9, CallOutcome::Error, 5).await;
+    assert_eq!(b.snapshot().await.state, "closed");
+    calls(&b, 1, CallOutcome::Error, 5).await;
+    assert_eq!(b.snapshot().await.state, "open");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_from_outside_the_fleet_closes_it_for_every_instance() {
+    let store = Arc::new(Switchable::default());
+    let mut gates = fleet(3, &store);
+    // The operator's tool: a gate of its own on the same store.
+    let tool = gates.pop().unwrap();
+    calls(&gates[0], 10, CallOutcome::Error, 5).await;
+    let seen = tool.observe().await.unwrap();
+    assert_eq!((seen.state, seen.calls), ("open", 10));
+    // In the same second: the errors that opened it do not count again.
+    tool.reset().await.unwrap();
+    assert_eq!(tool.observe().await.unwrap().state, "closed");
+    // Within one cache period every instance admits again.
+    advance(TTL).await;
+    for g in &gates {
+        assert_eq!(g.admit().await, Admission::Sync);
+        assert_eq!(g.snapshot().await.state, "closed");
+    }
+    // With the store down, a reset says so.
+    store.down.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        tool.reset().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(tool.observe().await.is_err());
+}

@@ -30,7 +30,7 @@ mod sample;
 
 use super::latency::Latencies;
 use super::rules::{BreakerState, Bucket, Mode, Rules};
-use super::store::{Budget, HealthStore, InProcessHealth};
+use super::store::{Budget, HealthRecord, HealthStore, InProcessHealth};
 use super::{Admission, BreakerSnapshot, CallOutcome, HealthGate};
 use crate::config::Policy;
 use crate::metrics::Metrics;
@@ -375,6 +375,63 @@ impl Breaker {
     }
 }
 
+impl Breaker {
+    /// The breaker as its store holds it now, read without sending counts
+    /// or writing anything (the operator's `breaker show`).
+    pub async fn observe(&self) -> Result<BreakerSnapshot, StoreError> {
+        let now = self.clock.now_ms();
+        let record = self
+            .call(self.store.exchange(&[], self.rules.window_s))
+            .await?;
+        {
+            let mut c = self.cache();
+            if let Some(state) = record.state {
+                c.state = state;
+            }
+            c.window = record.window;
+            c.fetched_ms = Some(now);
+        }
+        Ok(self.snapshot_at(now).await)
+    }
+
+    async fn reset_at(&self, now: i64) -> Result<(), StoreError> {
+        if let Some(f) = &self.fallback {
+            f.reset().await?;
+        }
+        // Each round reads the state afresh; it loses only to a transition
+        // written in between, and a handful of those in a row means a
+        // store that is not settling: say so rather than spin.
+        for _ in 0..5 {
+            let state = match self
+                .call(self.store.exchange(&[], self.rules.window_s))
+                .await?
+            {
+                HealthRecord { state: Some(s), .. } => s,
+                _ => self.cache().state.clone(),
+            };
+            match self.write(&state, self.rules.reset(&state, now)).await {
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    tracing::warn!(scope = self.scope, group = self.group, "breaker reset");
+                    // A sampled fleet reads views: give them the reset now.
+                    if self
+                        .call(self.store.read_view())
+                        .await
+                        .is_ok_and(|v| v.is_some())
+                    {
+                        self.republish().await;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the breaker kept changing while being reset: try again".into(),
+        ))
+    }
+}
+
 fn closed_for(s: &BreakerState, now: i64) -> Option<Duration> {
     match (s.mode, s.closed_at_ms) {
         (Mode::Closed, Some(at)) => Some(Duration::from_millis((now - at).max(0) as u64)),
@@ -412,5 +469,9 @@ impl HealthGate for Breaker {
             return f.closed_for().await;
         }
         closed_for(&self.cache().state, self.clock.now_ms())
+    }
+
+    async fn reset(&self) -> Result<(), StoreError> {
+        Box::pin(self.reset_at(self.clock.now_ms())).await
     }
 }
