@@ -149,6 +149,13 @@ async fn cancel_is_recorded_notified_and_bounded() {
         .iter()
         .all(|r| r["ok"] == true && r["status"] == "failed"));
     assert_eq!(app.ticket(&c).await["status"], "queued");
+    // Logged, besides the record on the ticket.
+    let logged = done
+        .stderr
+        .lines()
+        .filter(|l| l.contains("operator action"));
+    let cancels = logged.filter(|l| l.contains(r#"action="cancel" by="operator:tester""#));
+    assert_eq!(cancels.count(), 2, "{done:?}");
     let shown = run(&app, &["tickets", "show", &a, "--json"]).await.json();
     assert_eq!(shown["error"]["kind"], "cancelled");
     assert_eq!(shown["actions"][0]["by"], "operator:tester");

@@ -196,6 +196,7 @@ pub async fn reset(o: &Opened, a: &BreakerReset, by: &str, json: bool) -> anyhow
                     gate.reset()
                         .await
                         .with_context(|| format!("resetting the breaker of {group}"))?;
+                    tracing::info!(group, by, "breaker reset");
                 }
             }
             Report::Done

@@ -63,7 +63,7 @@ pub async fn list(o: &Opened, max: usize, json: bool) -> anyhow::Result<Report> 
     Ok(Report::Done)
 }
 
-pub async fn redrive(o: &Opened, safety: &Safety, json: bool) -> anyhow::Result<Report> {
+pub async fn redrive(o: &Opened, safety: &Safety, by: &str, json: bool) -> anyhow::Result<Report> {
     let waiting = o
         .dead
         .dead_letters(safety.max)
@@ -82,6 +82,7 @@ pub async fn redrive(o: &Opened, safety: &Safety, json: bool) -> anyhow::Result<
         return Ok(Report::Refused);
     }
     let moved = o.dead.redrive(safety.max).await.context("redriving")?;
+    tracing::info!(moved, by, "dead letters redriven");
     match json {
         true => println!("{}", json!({ "dry_run": false, "moved": moved })),
         false => println!("{moved} dead letter(s) moved back to their queues"),

@@ -79,6 +79,13 @@ pub async fn start(
         by: by.to_string(),
     };
     o.drills.start(&drill).await.context("starting the drill")?;
+    tracing::info!(
+        mode = drill.mode.as_str(),
+        scope = drill.scope.key(),
+        until = time(drill.until_ms),
+        by,
+        "drill started"
+    );
     match json {
         true => println!("{}", render(&drill)),
         false => println!(
@@ -91,7 +98,7 @@ pub async fn start(
     Ok(Report::Done)
 }
 
-pub async fn stop(o: &Opened, s: &DrillScope, json: bool) -> anyhow::Result<Report> {
+pub async fn stop(o: &Opened, s: &DrillScope, by: &str, json: bool) -> anyhow::Result<Report> {
     let scope = match (&s.route, &s.group) {
         (None, None) => None,
         _ => match self::scope(s)? {
@@ -103,6 +110,8 @@ pub async fn stop(o: &Opened, s: &DrillScope, json: bool) -> anyhow::Result<Repo
         },
     };
     let stopped = o.drills.stop(scope.as_ref()).await.context("stopping")?;
+    let scope = scope.map_or("every scope".into(), |s| s.key());
+    tracing::info!(stopped, scope, by, "drills stopped");
     match json {
         true => println!("{}", json!({ "stopped": stopped })),
         false => println!("{stopped} drill(s) stopped"),

@@ -104,13 +104,13 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
             tickets::retry(o, args, &by, safety, json).await
         }
         Command::Dlq(Dlq::List { max }) => dlq::list(o, *max, json).await,
-        Command::Dlq(Dlq::Redrive { safety }) => dlq::redrive(o, safety, json).await,
+        Command::Dlq(Dlq::Redrive { safety }) => dlq::redrive(o, safety, &by, json).await,
         Command::Drill(DrillCmd::Start {
             mode,
             duration,
             scope,
         }) => drill::start(o, mode, duration, scope, &by, json).await,
-        Command::Drill(DrillCmd::Stop { scope }) => drill::stop(o, scope, json).await,
+        Command::Drill(DrillCmd::Stop { scope }) => drill::stop(o, scope, &by, json).await,
         Command::Drill(DrillCmd::Show) => drill::show(o, json).await,
         Command::Breaker(BreakerCmd::Show { routes_file }) => {
             breaker::show(o, routes_file.as_deref(), json).await
@@ -119,9 +119,24 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
     }
 }
 
+/// Logs what the tool changes to stderr (`RUST_LOG` overrides): each
+/// operator action on a ticket, drill, dead letter or breaker, so that a
+/// terminal session or a CI job keeps a trail besides the tickets' own.
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,failover_core::operator=info,failover_ops=info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
 /// The binary's `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
