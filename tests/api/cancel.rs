@@ -1,43 +1,11 @@
 //! `DELETE /tickets/{id}`: a client cancels its queued ticket; nothing else
 //! can be cancelled, and a cancelled ticket never reaches the backend.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use failover_core::lane::Lanes;
-use failover_core::Policy;
 use failover_tests::mock_backend::Behaviour;
-use failover_tests::spawn::{spawn_app_with, test_policy, TestApp};
+use failover_tests::spawn::{spawn_app_waiting, spawn_app_with, test_policy, TestApp};
 use serde_json::Value;
-
-/// Every request waits: `normal`'s only window opens in two hours.
-async fn app_with_closed_window() -> TestApp {
-    let minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 60;
-    let at = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);
-    let mut lanes = Lanes::default();
-    let windows = format!(
-        r#"{{"normal":["{}-{} UTC"]}}"#,
-        at(minute + 120),
-        at(minute + 121)
-    );
-    lanes.set_windows(&windows).expect("windows");
-    let policy = Policy {
-        lanes: Arc::new(lanes),
-        ..test_policy()
-    };
-    spawn_app_with(policy, Behaviour::ok("{}")).await
-}
-
-async fn accepted(app: &TestApp) -> String {
-    let resp = app.post_async(r#"{"n":1}"#).send().await.unwrap();
-    assert_eq!(resp.status(), 202);
-    let b: Value = resp.json().await.unwrap();
-    b["ticket_id"].as_str().unwrap().to_string()
-}
 
 async fn delete(app: &TestApp, id: &str) -> (u16, String, Value) {
     let resp = app
@@ -57,8 +25,8 @@ async fn delete(app: &TestApp, id: &str) -> (u16, String, Value) {
 
 #[tokio::test]
 async fn a_queued_ticket_is_cancelled_notified_and_never_sent() {
-    let app = app_with_closed_window().await;
-    let id = accepted(&app).await;
+    let app = spawn_app_waiting().await;
+    let id = app.accepted().await;
     let (status, _, body) = delete(&app, &id).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "failed");
@@ -95,7 +63,7 @@ async fn a_queued_ticket_is_cancelled_notified_and_never_sent() {
 #[tokio::test]
 async fn a_ticket_being_processed_cannot_be_cancelled() {
     let app = spawn_app_with(test_policy(), Behaviour::Hang).await;
-    let id = accepted(&app).await;
+    let id = app.accepted().await;
     app.wait_for(&id, |t| t["status"] == "processing").await;
     let (status, ct, problem) = delete(&app, &id).await;
     assert_eq!(
@@ -116,7 +84,7 @@ async fn a_ticket_being_processed_cannot_be_cancelled() {
 
 #[tokio::test]
 async fn unknown_and_malformed_ids_are_refused() {
-    let app = app_with_closed_window().await;
+    let app = spawn_app_waiting().await;
     let (status, ct, _) = delete(&app, "0190a5b2-7c3e-7d4a-9b1f-2c3d4e5f6a7b").await;
     assert_eq!((status, ct.as_str()), (404, "application/problem+json"));
     let (status, ct, _) = delete(&app, "not-a-ticket").await;

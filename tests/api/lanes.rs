@@ -84,17 +84,7 @@ async fn app_allowing() -> TestApp {
 #[tokio::test]
 async fn a_lane_outside_its_window_is_queued_with_its_opening() {
     // Critical's only window: one minute, two hours from now (UTC).
-    let minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 60;
-    let at = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);
-    let windows = format!(
-        r#"{{"critical":["{}-{} UTC"]}}"#,
-        at(minute + 120),
-        at(minute + 121)
-    );
+    let windows = failover_tests::spawn::window_in_two_hours("critical");
     let app = app(Some(&windows), false).await;
     // Not even a sync attempt, though the backend is healthy.
     let resp = app.post(r#"{"amount": 20000}"#).send().await.unwrap();

@@ -1,12 +1,10 @@
 //! The tool on a running local gateway's data directory.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use failover_core::lane::Lanes;
 use failover_core::Policy;
 use failover_tests::mock_backend::Behaviour;
-use failover_tests::spawn::{spawn_app_with, test_policy, TestApp};
+use failover_tests::spawn::{spawn_app_waiting, spawn_app_with, test_policy, TestApp};
 use serde_json::Value;
 
 use crate::{failover, Run};
@@ -19,40 +17,11 @@ async fn run(app: &TestApp, args: &[&str]) -> Run {
     failover(&env(app), args).await
 }
 
-/// Requests wait: `normal`'s only window opens in two hours.
-async fn waiting_app() -> TestApp {
-    let minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 60;
-    let at = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);
-    let mut lanes = Lanes::default();
-    let windows = format!(
-        r#"{{"normal":["{}-{} UTC"]}}"#,
-        at(minute + 120),
-        at(minute + 121)
-    );
-    lanes.set_windows(&windows).expect("windows");
-    let policy = Policy {
-        lanes: Arc::new(lanes),
-        ..test_policy()
-    };
-    spawn_app_with(policy, Behaviour::ok("{}")).await
-}
-
-async fn accepted(app: &TestApp) -> String {
-    let resp = app.post_async(r#"{"n":1}"#).send().await.unwrap();
-    assert_eq!(resp.status(), 202);
-    let b: Value = resp.json().await.unwrap();
-    b["ticket_id"].as_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_and_show_what_is_stored() {
-    let app = waiting_app().await;
-    let a = accepted(&app).await;
-    let b = accepted(&app).await;
+    let app = spawn_app_waiting().await;
+    let a = app.accepted().await;
+    let b = app.accepted().await;
     let listed = run(&app, &["tickets", "list", "--json"]).await;
     assert_eq!(listed.code, 0, "{listed:?}");
     let rows = listed.json();
@@ -119,11 +88,11 @@ async fn list_and_show_what_is_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_is_recorded_notified_and_bounded() {
-    let app = waiting_app().await;
+    let app = spawn_app_waiting().await;
     let (a, b, c) = (
-        accepted(&app).await,
-        accepted(&app).await,
-        accepted(&app).await,
+        app.accepted().await,
+        app.accepted().await,
+        app.accepted().await,
     );
     // More than one, from a script: not without --yes; --dry-run changes nothing.
     let asked = run(&app, &["tickets", "cancel", &a, &b]).await;
@@ -173,7 +142,7 @@ async fn cancel_is_recorded_notified_and_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processing_ticket_cannot_be_cancelled() {
     let app = spawn_app_with(test_policy(), Behaviour::Hang).await;
-    let id = accepted(&app).await;
+    let id = app.accepted().await;
     app.wait_for(&id, |t| t["status"] == "processing").await;
     let refused = run(&app, &["tickets", "cancel", &id]).await;
     assert_eq!(refused.code, 1, "{refused:?}");
@@ -187,7 +156,7 @@ async fn a_failed_ticket_runs_again_under_the_same_key_and_is_notified_again() {
         ..test_policy()
     };
     let app = spawn_app_with(policy, Behaviour::status(503, "down")).await;
-    let id = accepted(&app).await;
+    let id = app.accepted().await;
     let failed = app.wait_terminal(&id).await;
     assert_eq!(failed["error"]["kind"], "exhausted", "{failed}");
     // A succeeded ticket cannot be retried; this one can, once it is fixed.
@@ -196,12 +165,7 @@ async fn a_failed_ticket_runs_again_under_the_same_key_and_is_notified_again() {
     assert_eq!(retried.code, 0, "{retried:?}");
     let done = app.wait_for(&id, |t| t["status"] == "succeeded").await;
     assert_eq!(done["attempts"], 1, "a fresh attempt budget: {done}");
-    let keys: Vec<_> = app
-        .backend
-        .calls()
-        .iter()
-        .map(|c| c.idempotency_key.clone())
-        .collect();
+    let keys = app.backend.idempotency_keys();
     assert_eq!(keys, vec![Some(id.clone()); 2], "the same Idempotency-Key");
     let again = run(&app, &["tickets", "retry", &id]).await;
     assert_eq!(again.code, 1, "{again:?}");
@@ -238,12 +202,12 @@ async fn retry_by_time_takes_what_failed_since_and_leaves_rejections() {
         ..test_policy()
     };
     let app = spawn_app_with(policy, Behaviour::status(503, "down")).await;
-    let (a, b) = (accepted(&app).await, accepted(&app).await);
+    let (a, b) = (app.accepted().await, app.accepted().await);
     for id in [&a, &b] {
         app.wait_terminal(id).await;
     }
     app.backend.set_default(Behaviour::status(422, "no"));
-    let rejected = accepted(&app).await;
+    let rejected = app.accepted().await;
     app.wait_terminal(&rejected).await;
     app.backend.set_default(Behaviour::ok("{}"));
     let dry = run(

@@ -130,6 +130,14 @@ impl MockBackend {
         self.inner.lock().expect("lock").calls.clone()
     }
 
+    /// The `Idempotency-Key` of every call, in order.
+    pub fn idempotency_keys(&self) -> Vec<Option<String>> {
+        self.calls()
+            .into_iter()
+            .map(|c| c.idempotency_key)
+            .collect()
+    }
+
     /// Calls that finished with an answer, for one idempotency key.
     pub fn answered_for(&self, key: &str) -> usize {
         self.calls()

@@ -63,6 +63,36 @@ impl Drop for TestApp {
     }
 }
 
+/// A daily window of one minute that opens two hours from now, for `lane`
+/// (as `LANE_WINDOWS` takes it): the lane's requests wait.
+pub fn window_in_two_hours(lane: &str) -> String {
+    let minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        / 60;
+    let at = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);
+    format!(
+        r#"{{"{lane}":["{}-{} UTC"]}}"#,
+        at(minute + 120),
+        at(minute + 121)
+    )
+}
+
+/// An app whose every request waits in the queue (`normal`'s only window
+/// opens in two hours), with a healthy backend.
+pub async fn spawn_app_waiting() -> TestApp {
+    let mut lanes = failover_core::lane::Lanes::default();
+    lanes
+        .set_windows(&window_in_two_hours("normal"))
+        .expect("windows");
+    let policy = Policy {
+        lanes: Arc::new(lanes),
+        ..test_policy()
+    };
+    spawn_app_with(policy, Behaviour::ok("{}")).await
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(test_policy(), Behaviour::ok(r#"{"ok":true}"#)).await
 }
@@ -164,6 +194,14 @@ impl TestApp {
     /// A request that skips the sync attempt (`Prefer: respond-async`).
     pub fn post_async(&self, body: &str) -> reqwest::RequestBuilder {
         self.post(body).header("prefer", "respond-async")
+    }
+
+    /// Posts with `Prefer: respond-async`; the 202's ticket id.
+    pub async fn accepted(&self) -> String {
+        let resp = self.post_async(r#"{"n":1}"#).send().await.expect("post");
+        assert_eq!(resp.status(), 202);
+        let b: Value = resp.json().await.expect("json");
+        b["ticket_id"].as_str().expect("ticket id").to_string()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

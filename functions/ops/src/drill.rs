@@ -3,6 +3,7 @@
 use anyhow::Context;
 use failover_core::config::ForceMode;
 use failover_core::drill::{Drill, Scope};
+use failover_core::route::Route;
 use failover_core::Policy;
 use serde_json::json;
 
@@ -17,32 +18,23 @@ const LONGEST_MS: i64 = 24 * 3_600_000;
 /// The scope asked for, checked against the routes the server has.
 fn scope(s: &DrillScope) -> anyhow::Result<Result<Scope, String>> {
     let routes = crate::stores::routes(s.routes_file.as_deref(), &Policy::default())?;
-    let names = |of: &dyn Fn(&failover_core::route::Route) -> &str| -> Vec<String> {
+    let known = |of: fn(&Route) -> &str| -> Vec<String> {
         let mut v: Vec<String> = routes.routes().iter().map(|r| of(r).to_string()).collect();
+        v.sort();
         v.dedup();
         v
     };
+    let pick =
+        |wanted: &str, known: Vec<String>, what: &str| match known.iter().any(|k| k == wanted) {
+            true => Ok(wanted.to_string()),
+            false => Err(format!(
+                "no {what} {wanted:?}; the {what}s are {}",
+                known.join(", ")
+            )),
+        };
     Ok(match (&s.route, &s.group) {
-        (Some(r), _) => {
-            let known = names(&|r| &r.name);
-            match known.contains(r) {
-                true => Ok(Scope::Route(r.clone())),
-                false => Err(format!(
-                    "no route {r:?}; the routes are {}",
-                    known.join(", ")
-                )),
-            }
-        }
-        (None, Some(g)) => {
-            let known = names(&|r| &r.group);
-            match known.contains(g) {
-                true => Ok(Scope::Group(g.clone())),
-                false => Err(format!(
-                    "no breaker group {g:?}; the groups are {}",
-                    known.join(", ")
-                )),
-            }
-        }
+        (Some(r), _) => pick(r, known(|r| &r.name), "route").map(Scope::Route),
+        (None, Some(g)) => pick(g, known(|r| &r.group), "breaker group").map(Scope::Group),
         (None, None) => Ok(Scope::All),
     })
 }
