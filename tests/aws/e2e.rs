@@ -30,11 +30,16 @@ async fn a_healthy_backend_answers_through_the_api_function() {
 
 /// Subscribes a fresh queue to the topic, receiving only `succeeded` events.
 async fn succeeded_subscriber(s: &Stack) -> String {
+    subscriber(s, "succeeded").await
+}
+
+/// Subscribes a fresh queue to the topic, receiving only `status` events.
+async fn subscriber(s: &Stack, status: &str) -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let url = s
         .sqs
         .create_queue()
-        .queue_name(format!("succeeded-{}", &suffix[..12]))
+        .queue_name(format!("{status}-{}", &suffix[..12]))
         .send()
         .await
         .unwrap()
@@ -46,7 +51,7 @@ async fn succeeded_subscriber(s: &Stack) -> String {
         .topic_arn(&s.env.topic_arn)
         .protocol("sqs")
         .endpoint(arn)
-        .attributes("FilterPolicy", r#"{"status": ["succeeded"]}"#)
+        .attributes("FilterPolicy", format!(r#"{{"status": ["{status}"]}}"#))
         .attributes("RawMessageDelivery", "true")
         .send()
         .await
@@ -153,6 +158,42 @@ async fn timeout_fails_over_then_the_worker_completes_and_notifies() {
         receive_on(&s, &subscriber, 2).await.is_empty(),
         "filtered out"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_ticket_is_published_and_never_reaches_the_backend() {
+    let s = Stack::start().await;
+    let subscriber = subscriber(&s, "failed").await;
+    let resp = s
+        .post(&[("prefer", "respond-async")], r#"{"amount": 4}"#)
+        .await;
+    assert_eq!(resp["statusCode"], 202, "{resp}");
+    let id = body(&resp)["ticket_id"].as_str().unwrap().to_string();
+    let cancelled = s.delete(&format!("/tickets/{id}")).await;
+    assert_eq!(cancelled["statusCode"], 202, "{cancelled}");
+    assert_eq!(body(&cancelled)["error"]["kind"], "cancelled");
+    let again = s.delete(&format!("/tickets/{id}")).await;
+    assert_eq!(again["statusCode"], 409, "{again}");
+    // The capture's message and the cancel's: both handled, neither calls.
+    // One at a time: in one batch, the two would race to notify, and the
+    // loser would come back later (safe, but not what is tested here).
+    let mut messages = s.receive().await;
+    if messages.len() < 2 {
+        messages.extend(s.receive().await);
+    }
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    for one in messages.chunks(1) {
+        let batch = s.work(one).await;
+        assert!(failures(&batch).is_empty(), "{batch}");
+    }
+    assert!(s.backend.calls().is_empty(), "the backend was called");
+    let published = receive_on(&s, &subscriber, 5).await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    let event: Value = serde_json::from_str(published[0].body().unwrap()).unwrap();
+    assert_eq!(event["type"], "ticket.failed");
+    assert_eq!(event["data"]["error"]["kind"], "cancelled", "{event}");
+    let t = s.ticket(&id).await;
+    assert_eq!(t.error.map(|e| e.kind), Some(ErrorKind::Cancelled));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -169,6 +169,15 @@ impl Stack {
             .expect("api answered")
     }
 
+    /// `DELETE path` through the api function.
+    pub async fn delete(&self, path: &str) -> Value {
+        let event = events::http_api("DELETE", path, "", &[], None);
+        self.api
+            .invoke(event, Duration::from_secs(10))
+            .await
+            .expect("api answered")
+    }
+
     /// Receives up to 10 messages, as the event source mapping would.
     pub async fn receive(&self) -> Vec<aws_sdk_sqs::types::Message> {
         self.receive_from(&self.env.queue_url.clone()).await

@@ -236,3 +236,47 @@ async fn the_fleet_breaker_is_shown_and_reset_in_the_table() {
     let s = instance.snapshot().await;
     assert_eq!((s.state, s.transitions), ("closed", 2));
 }
+
+#[tokio::test]
+async fn a_failed_ticket_is_shown_and_run_again_from_the_table() {
+    use failover_core::ticket::{ErrorKind, Status, TicketError};
+    let e = fresh().await;
+    let store = e.store();
+    let mut failed = sample_ticket();
+    failed.status = Status::Failed;
+    failed.attempts = 8;
+    failed.error = Some(TicketError {
+        kind: ErrorKind::Exhausted,
+        message: "503 eight times".into(),
+    });
+    store.create(&failed).await.unwrap();
+    let id = failed.id.to_string();
+    let shown = failover(&env(&e), &["tickets", "show", &id, "--json"]).await;
+    assert_eq!(shown.code, 0, "{shown:?}");
+    assert_eq!(shown.json()["error"]["kind"], "exhausted", "{shown:?}");
+    let listed = failover(
+        &env(&e),
+        &["tickets", "list", "--kind", "exhausted", "--json"],
+    )
+    .await;
+    assert_eq!(
+        listed.json().as_array().map(Vec::len),
+        Some(1),
+        "{listed:?}"
+    );
+
+    let retried = failover(&env(&e), &["tickets", "retry", &id]).await;
+    assert_eq!(retried.code, 0, "{retried:?}");
+    let t = store.get(&failed.id).await.unwrap().unwrap();
+    assert_eq!((t.status, t.attempts, t.runs), (Status::Queued, 0, 1));
+    assert_eq!(t.actions[0].what.as_str(), "retry");
+    // Its message is on the queue, under the same ticket id.
+    let got = queue(&e)
+        .receive(10, Duration::from_secs(30), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(got.iter().any(|d| d.body.contains(&id)), "{got:?}");
+    // Queued again: not failed, so not retried twice.
+    let again = failover(&env(&e), &["tickets", "retry", &id]).await;
+    assert_eq!(again.code, 1, "{again:?}");
+}
