@@ -2,6 +2,7 @@
 //! dir, a mock backend and real HTTP, one file per concern.
 
 mod cancel;
+mod events;
 mod failover;
 mod idempotency;
 mod input;

@@ -66,7 +66,7 @@ async fn every_documented_operation_is_routed_and_nothing_else() {
     let app = spawn_app_with(test_policy(), Behaviour::ok("{}")).await;
     let d = doc();
     let paths = d["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 4, "the API has four paths");
+    assert_eq!(paths.len(), 5, "the API has five paths");
     for (template, ops) in paths {
         let path = template.replace("{id}", &uuid::Uuid::new_v4().to_string());
         for method in METHODS {

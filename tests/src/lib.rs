@@ -15,4 +15,5 @@ pub mod mock_backend;
 pub mod operator_conformance;
 pub mod receiver;
 pub mod spawn;
+pub mod sse;
 pub mod tool;

@@ -8,6 +8,7 @@
 //! engine's ([`failover_core::Engine`]). Errors are problem+json, mapped in
 //! [`problem`].
 
+pub mod events;
 pub mod health;
 pub mod problem;
 pub mod requests;
@@ -58,6 +59,13 @@ pub struct AppState {
     /// policy has the secret, or (AWS) the worker reads it at start.
     pub signs_webhooks: bool,
     pub long_polls: Arc<tokio::sync::Semaphore>,
+    /// Event streams held at once ([`events::MAX_STREAMS`]).
+    pub streams: Arc<tokio::sync::Semaphore>,
+    /// How often an idle event stream sends a comment.
+    pub heartbeat: Duration,
+    /// Where clients follow a ticket's events, if not this API's own
+    /// `/tickets/{id}/events` (AWS: the streaming function's URL).
+    pub events_base: Option<String>,
 }
 
 impl AppState {
@@ -72,6 +80,9 @@ impl AppState {
             engine,
             callback_rules,
             long_polls: Arc::new(tokio::sync::Semaphore::new(MAX_LONG_POLLS)),
+            streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
+            heartbeat: events::HEARTBEAT,
+            events_base: None,
         }
     }
 }
@@ -89,6 +100,7 @@ pub fn router(state: AppState) -> Router {
             get(tickets::get_ticket).delete(tickets::cancel_ticket),
         )
         .route("/tickets/{id}/result", get(tickets::get_result))
+        .route("/tickets/{id}/events", get(events::ticket_events))
         .route("/health", get(health::health))
         // Everything else is the API behind the gateway: the engine's
         // routes decide (`POST /requests` without a routes file).

@@ -49,6 +49,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error(
+        "too many event streams are open here; poll the ticket, or retry after Retry-After seconds"
+    )]
+    TooManyStreams,
 }
 
 /// The `detail` of every 503 of a submission: the cause is logged, never sent.
@@ -124,6 +128,11 @@ impl ApiError {
                 "backend-unavailable",
                 "The backend could not answer now",
             ),
+            TooManyStreams => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-streams",
+                "Too many event streams",
+            ),
             Submit(SubmitError::Unavailable { .. }) | Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -139,6 +148,7 @@ impl ApiError {
             | ApiError::Submit(SubmitError::SyncOnly { retry_after_s, .. })
             | ApiError::ResultNotReady { retry_after_s, .. } => Some(*retry_after_s),
             ApiError::Unavailable(_) => Some(2),
+            ApiError::TooManyStreams => Some(5),
             _ => None,
         }
     }

@@ -205,6 +205,11 @@ pub async fn submit(
             if let Ok(v) = HeaderValue::from_str(&url) {
                 h.insert(header::LOCATION, v);
             }
+            let events = state.events_base.as_deref().unwrap_or("");
+            let link = format!("<{events}{url}/events>; rel=\"monitor\"");
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                h.insert(header::LINK, v);
+            }
             r
         }
     };

@@ -29,12 +29,12 @@ pub const MAX_WAIT_S: u64 = 20;
 const FIRST_POLL: Duration = Duration::from_millis(100);
 const POLL_AT_MOST: Duration = Duration::from_secs(1);
 
-fn parse_id(raw: &str) -> Result<TicketId, ApiError> {
+pub(crate) fn parse_id(raw: &str) -> Result<TicketId, ApiError> {
     raw.parse()
         .map_err(|e: failover_core::ticket::BadTicketId| ApiError::BadParameter(e.to_string()))
 }
 
-async fn load(state: &AppState, id: &TicketId) -> Result<Ticket, ApiError> {
+pub(crate) async fn load(state: &AppState, id: &TicketId) -> Result<Ticket, ApiError> {
     state
         .engine
         .ticket(id)

@@ -180,6 +180,9 @@ pub struct Engine {
     followers: TaskTracker,
     /// The drills in force, if this deployment reads any ([`crate::drill`]).
     drills: Option<DrillCache>,
+    /// Ticket writes of this process, if its store announces them
+    /// ([`crate::changes`]).
+    changes: Option<Arc<crate::changes::Changes>>,
 }
 
 fn secs_ceil(ms: u64) -> u64 {
@@ -204,6 +207,7 @@ impl Engine {
             follow: false,
             followers: TaskTracker::new(),
             drills: None,
+            changes: None,
         }
     }
 
@@ -211,6 +215,17 @@ impl Engine {
     pub fn with_drills(mut self, store: Arc<dyn DrillStore>) -> Self {
         self.drills = Some(DrillCache::new(store, self.policy.health_cache));
         self
+    }
+
+    /// Wakes event streams on the writes `changes` announces (the store in
+    /// `deps` must be wrapped in [`crate::changes::Watched`] over it).
+    pub fn with_changes(mut self, changes: Arc<crate::changes::Changes>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
+    pub fn changes(&self) -> Option<&Arc<crate::changes::Changes>> {
+        self.changes.as_ref()
     }
 
     /// The drills in force now (for `/health`).

@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod body;
 pub mod breaker;
 pub mod callback;
+pub mod changes;
 pub mod config;
 pub mod drain;
 pub mod drill;

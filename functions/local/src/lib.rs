@@ -19,6 +19,7 @@ use axum::Router;
 use failover_api::{router, AppState};
 use failover_core::breaker::board::{BreakerBoard, Tender};
 use failover_core::breaker::{Breaker, HealthGate, HealthGates};
+use failover_core::changes::{Changes, Watched};
 use failover_core::ports::{
     Backend, Clock, EventPublisher, IdempotencyStore, Queue, TicketStore, WebhookSender,
 };
@@ -66,9 +67,15 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
     });
     let health = Arc::new(health);
     let board = parts.board.map(|b| (b, health.clone()));
+    // The worker writes in this process: its writes wake event streams.
+    let changes = Arc::new(Changes::default());
+    let tickets = Arc::new(Watched {
+        inner: parts.tickets,
+        changes: changes.clone(),
+    });
     let deps = Deps {
         backend: parts.backend,
-        tickets: parts.tickets,
+        tickets,
         idempotency: parts.idempotency,
         queue: parts.queue,
         health,
@@ -76,7 +83,9 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
         metrics,
         routes: parts.routes,
     };
-    let mut engine = Engine::new(policy.clone(), deps.clone()).following();
+    let mut engine = Engine::new(policy.clone(), deps.clone())
+        .following()
+        .with_changes(changes);
     if let Some(drills) = parts.drills {
         engine = engine.with_drills(drills);
     }
