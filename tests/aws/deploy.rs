@@ -94,6 +94,7 @@ fn sam_built() -> Functions {
             Handler::Api => f.api = path,
             Handler::Worker => f.worker = path,
             Handler::Sweeper => f.sweeper = path,
+            Handler::Events => f.events = path,
         }
     }
     f

@@ -7,6 +7,7 @@ mod conformance;
 mod deploy;
 mod drills;
 mod e2e;
+mod events;
 mod explore;
 mod faults;
 mod fleet;

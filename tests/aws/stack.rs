@@ -71,17 +71,19 @@ pub struct Functions {
     pub api: String,
     pub worker: String,
     pub sweeper: String,
+    pub events: String,
     /// An emulator for another architecture (qemu-user), or empty.
     pub runner: Vec<String>,
 }
 
 impl Functions {
-    /// This package's host build (one executable for all three).
+    /// This package's host build (one executable for all four).
     pub fn under_test() -> Self {
         Self {
             api: LAMBDA_BIN.into(),
             worker: LAMBDA_BIN.into(),
             sweeper: LAMBDA_BIN.into(),
+            events: LAMBDA_BIN.into(),
             runner: Vec::new(),
         }
     }
@@ -91,6 +93,7 @@ impl Functions {
             Handler::Api => &self.api,
             Handler::Worker => &self.worker,
             Handler::Sweeper => &self.sweeper,
+            Handler::Events => &self.events,
         }
     }
 

@@ -2,8 +2,10 @@
 //! binaries run as they do in Lambda: they poll `/invocation/next`, get an
 //! event with a deadline, and post their answer back.
 //!
-//! Implements the documented protocol (2018-06-01): `next`, `response`,
-//! `error` and `init/error`.
+//! Implements the documented protocol (2018-06-01): `next`, `response`
+//! (buffered, and streamed: `Lambda-Runtime-Function-Response-Mode:
+//! streaming`, each chunk handed to the test as it arrives), `error` and
+//! `init/error`.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -27,9 +29,65 @@ struct Invocation {
     deadline_ms: u64,
 }
 
+/// A function's answer: one JSON document, or a stream.
+enum Answer {
+    Json(Value),
+    Stream(Streamed),
+}
+
+/// A streamed answer as it arrives: the prelude (status and headers), then
+/// the body's chunks, each with when it came.
+pub struct Streamed {
+    chunks: mpsc::UnboundedReceiver<(tokio::time::Instant, Bytes)>,
+    pending: Vec<u8>,
+    prelude: Option<Value>,
+}
+
+/// What separates the prelude from the body in a streamed HTTP answer.
+const PRELUDE_END: [u8; 8] = [0; 8];
+
+impl Streamed {
+    /// The prelude: `statusCode`, `headers`, `cookies`.
+    pub async fn prelude(&mut self, limit: Duration) -> Value {
+        while self.prelude.is_none() {
+            if let Some(at) = self
+                .pending
+                .windows(PRELUDE_END.len())
+                .position(|w| w == PRELUDE_END)
+            {
+                let head: Vec<u8> = self.pending.drain(..at + PRELUDE_END.len()).collect();
+                self.prelude =
+                    Some(serde_json::from_slice(&head[..at]).expect("the prelude is JSON"));
+                break;
+            }
+            match self.chunk_raw(limit).await {
+                Some((_, bytes)) => self.pending.extend_from_slice(&bytes),
+                None => panic!("the stream ended before its prelude"),
+            }
+        }
+        self.prelude.clone().unwrap_or_default()
+    }
+
+    async fn chunk_raw(&mut self, limit: Duration) -> Option<(tokio::time::Instant, Bytes)> {
+        tokio::time::timeout(limit, self.chunks.recv())
+            .await
+            .unwrap_or_else(|_| panic!("nothing streamed within {limit:?}"))
+    }
+
+    /// The next piece of the body and when it arrived; `None` at its end.
+    pub async fn next(&mut self, limit: Duration) -> Option<(tokio::time::Instant, Bytes)> {
+        self.prelude(limit).await;
+        if !self.pending.is_empty() {
+            let rest = Bytes::from(std::mem::take(&mut self.pending));
+            return Some((tokio::time::Instant::now(), rest));
+        }
+        self.chunk_raw(limit).await
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    waiting: HashMap<String, oneshot::Sender<Result<Value, String>>>,
+    waiting: HashMap<String, oneshot::Sender<Result<Answer, String>>>,
     init_error: Option<String>,
 }
 
@@ -167,6 +225,25 @@ impl LambdaHarness {
 
     /// One invocation: the function's JSON answer, or its error.
     pub async fn invoke(&self, event: Value, timeout: Duration) -> Result<Value, String> {
+        match self.call(event, timeout).await? {
+            Answer::Json(v) => Ok(v),
+            Answer::Stream(_) => Err("the function streamed its answer".into()),
+        }
+    }
+
+    /// One invocation of a function that streams its answer.
+    pub async fn invoke_streaming(
+        &self,
+        event: Value,
+        timeout: Duration,
+    ) -> Result<Streamed, String> {
+        match self.call(event, timeout).await? {
+            Answer::Stream(s) => Ok(s),
+            Answer::Json(v) => Err(format!("the function buffered its answer: {v}")),
+        }
+    }
+
+    async fn call(&self, event: Value, timeout: Duration) -> Result<Answer, String> {
         let id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
         self.inner
@@ -224,7 +301,7 @@ async fn next(State(s): State<RuntimeState>) -> Response {
     (StatusCode::OK, headers, inv.event.to_string()).into_response()
 }
 
-fn answer(s: &RuntimeState, id: &str, result: Result<Value, String>) -> StatusCode {
+fn answer(s: &RuntimeState, id: &str, result: Result<Answer, String>) -> StatusCode {
     match s.inner.lock().expect("lock").waiting.remove(id) {
         Some(tx) => {
             let _ = tx.send(result);
@@ -237,10 +314,32 @@ fn answer(s: &RuntimeState, id: &str, result: Result<Value, String>) -> StatusCo
 async fn response(
     State(s): State<RuntimeState>,
     Path(id): Path<String>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> StatusCode {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    answer(&s, &id, Ok(value))
+    use futures_util::StreamExt;
+    let streaming = headers
+        .get("lambda-runtime-function-response-mode")
+        .is_some_and(|m| m == "streaming");
+    if !streaming {
+        let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+            return StatusCode::BAD_REQUEST;
+        };
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        return answer(&s, &id, Ok(Answer::Json(value)));
+    }
+    let (tx, chunks) = mpsc::unbounded_channel();
+    let streamed = Streamed {
+        chunks,
+        pending: Vec::new(),
+        prelude: None,
+    };
+    let status = answer(&s, &id, Ok(Answer::Stream(streamed)));
+    let mut data = body.into_data_stream();
+    while let Some(Ok(chunk)) = data.next().await {
+        let _ = tx.send((tokio::time::Instant::now(), chunk));
+    }
+    status
 }
 
 async fn error(State(s): State<RuntimeState>, Path(id): Path<String>, body: Bytes) -> StatusCode {

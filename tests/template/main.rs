@@ -47,7 +47,12 @@ fn function(t: &Value, name: &str) -> Value {
 }
 
 /// The Lambda functions, by logical id.
-const FUNCTIONS: [&str; 3] = ["ApiFunction", "WorkerFunction", "SweeperFunction"];
+const FUNCTIONS: [&str; 4] = [
+    "ApiFunction",
+    "WorkerFunction",
+    "SweeperFunction",
+    "EventsFunction",
+];
 
 #[test]
 fn functions_are_rust_on_arm64_built_by_cargo_lambda() {
@@ -342,6 +347,7 @@ fn environment_variables_are_exactly_what_the_code_reads() {
         ("ApiFunction", false),
         ("WorkerFunction", true),
         ("SweeperFunction", false),
+        ("EventsFunction", false),
     ] {
         let policies = at(&t, &["Resources", function, "Properties", "Policies"]);
         let text = serde_yaml::to_string(policies).expect("policies");
@@ -423,6 +429,12 @@ fn every_reference_resolves() {
             names.insert(k.as_str().expect("name").to_string());
         }
     }
+    // What SAM generates: a function's URL is `<Function>Url`.
+    for (k, r) in t["Resources"].as_mapping().expect("resources") {
+        if !r["Properties"]["FunctionUrlConfig"].is_null() {
+            names.insert(format!("{}Url", k.as_str().expect("name")));
+        }
+    }
     let conditions: BTreeSet<String> = t["Conditions"]
         .as_mapping()
         .map(|m| {
@@ -473,10 +485,11 @@ fn walk(v: &Value, f: &mut dyn FnMut(&Value)) {
 }
 
 #[test]
-fn every_function_may_write_the_table() {
-    // All three write tickets (the sweeper marks what it re-enqueues), and
-    // api and worker the fleet's breaker: a read-only policy would fail
-    // only in AWS, where the emulators enforce no IAM.
+fn every_function_that_writes_may_write_the_table() {
+    // Three write tickets (the sweeper marks what it re-enqueues), and api
+    // and worker the fleet's breaker: a read-only policy would fail only
+    // in AWS, where the emulators enforce no IAM. The events function only
+    // reads, and may only read.
     let t = template();
     for function in FUNCTIONS {
         let policies = at(&t, &["Resources", function, "Properties", "Policies"]);
@@ -485,8 +498,18 @@ fn every_function_may_write_the_table() {
                 .iter()
                 .any(|name| tag(&p[*name]["TableName"], "!Ref").is_some())
         });
-        assert!(writes, "{function} cannot write the table");
+        assert_eq!(writes, function != "EventsFunction", "{function}");
     }
+    let url = at(
+        &t,
+        &[
+            "Resources",
+            "EventsFunction",
+            "Properties",
+            "FunctionUrlConfig",
+        ],
+    );
+    assert_eq!(url["InvokeMode"], "RESPONSE_STREAM");
 }
 
 /// Bodies too large for a table item live in a private, encrypted bucket
@@ -533,9 +556,11 @@ fn the_body_bucket_is_private_and_outlives_every_ticket() {
     for function in FUNCTIONS {
         let policies = at(&t, &["Resources", function, "Properties", "Policies"]);
         let text = serde_yaml::to_string(policies).unwrap();
+        // The events function only reads tickets, so only reads bodies.
+        let writes = function != "EventsFunction";
         assert!(
-            text.contains("s3:GetObject") && text.contains("s3:PutObject"),
-            "{function} cannot read and write bodies"
+            text.contains("s3:GetObject") && text.contains("s3:PutObject") == writes,
+            "{function} cannot read (and write, unless it only reads) bodies"
         );
         assert!(text.contains("BodyBucket.Arn}/bodies/*"), "{function}");
         assert!(!text.contains("s3:*") && !text.contains("DeleteObject"));

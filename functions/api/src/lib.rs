@@ -94,7 +94,7 @@ async fn wrong_method(req: Request) -> ApiError {
 /// The API. Every response carries `X-Request-Id` (the client's, or a new
 /// UUID).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route(
             "/tickets/{id}",
             get(tickets::get_ticket).delete(tickets::cancel_ticket),
@@ -108,9 +108,25 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(wrong_method)
         // The handler enforces MAX_BODY_BYTES itself, with a problem+json 413.
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
-        .layer(
-            tower::ServiceBuilder::new()
+        .with_state(state);
+    layered(api)
+}
+
+/// Only `GET /tickets/{id}/events`, for a host that serves event streams
+/// apart from the API (AWS: a streaming function URL); everything else is
+/// a problem+json 404, so that host is no second way in for requests.
+pub fn events_router(state: AppState) -> Router {
+    let events = Router::new()
+        .route("/tickets/{id}/events", get(events::ticket_events))
+        .fallback(|| async { ApiError::Submit(failover_core::engine::SubmitError::NotFound) })
+        .with_state(state);
+    layered(events)
+}
+
+/// Request ids and the request span, around either router.
+fn layered(r: Router) -> Router {
+    r.layer(
+        tower::ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     let id = req
@@ -121,7 +137,7 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 }))
                 .layer(PropagateRequestIdLayer::x_request_id()),
-        )
+    )
 }
 
 /// Adds the backend's response headers that its route passes on.

@@ -18,7 +18,7 @@ use failover_core::{Engine, Policy};
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 
-use failover_api::{router, AppState, Caller, DeadlineCap};
+use failover_api::{events_router, router, AppState, Caller, DeadlineCap};
 
 /// What must stay free after the sync attempt: two capture writes.
 fn capture_reserve(policy: &Policy) -> Duration {
@@ -62,19 +62,42 @@ async fn from_invocation(reserve: Duration, mut req: Request, next: Next) -> Res
     next.run(req).await
 }
 
-pub async fn run() -> Result<(), lambda_http::Error> {
+async fn state(handler: &str) -> Result<AppState, lambda_http::Error> {
     init_json_tracing();
     let policy = Policy::from_env(Policy::default())?;
     let settings = AwsSettings::from_env()?;
-    let ports = ports(&settings, &policy, "api").await?;
-    let reserve = capture_reserve(&policy);
+    let ports = ports(&settings, &policy, handler).await?;
     let engine = Engine::new(Arc::new(policy), ports.deps).with_drills(ports.store.clone());
-    let engine = Arc::new(engine);
-    let mut state = AppState::new(engine);
+    let mut state = AppState::new(Arc::new(engine));
     // The worker reads the secret; this function only knows there is one.
     state.signs_webhooks |= settings.webhook_secret_id.is_some();
+    state.events_base = std::env::var("EVENTS_URL")
+        .ok()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty());
+    Ok(state)
+}
+
+pub async fn run() -> Result<(), lambda_http::Error> {
+    let state = state("api").await?;
+    let reserve = capture_reserve(state.engine.policy());
     let app = router(state).layer(middleware::from_fn(move |req, next| {
         from_invocation(reserve, req, next)
     }));
     lambda_http::run(app).await
+}
+
+/// What an event stream keeps free of the invocation: time to end the
+/// stream cleanly (the client then reconnects with `Last-Event-ID`).
+const STREAM_RESERVE: Duration = Duration::from_secs(1);
+
+/// The `events` function: only the event-stream route (its function URL
+/// must not become a second way in for requests), streamed as it is
+/// written, each stream ending a second before the invocation would.
+pub async fn run_events() -> Result<(), lambda_http::Error> {
+    let state = state("events").await?;
+    let app = events_router(state).layer(middleware::from_fn(move |req, next| {
+        from_invocation(STREAM_RESERVE, req, next)
+    }));
+    lambda_http::run_with_streaming_response(app).await
 }

@@ -1,6 +1,6 @@
 //! # failover-lambda
 //!
-//! AWS mode's three functions, as thin as local mode's `main`: each builds
+//! AWS mode's four functions, as thin as local mode's `main`: each builds
 //! the AWS adapters once per instance and hands events to the code local
 //! mode runs too.
 //!
@@ -8,9 +8,11 @@
 //!   Gateway.
 //! - [`worker`]: SQS batches through `failover_worker::Worker::handle`, and
 //!   the scheduled sweeper.
+//! - `events` ([`api::run_events`]): the router's event-stream route alone,
+//!   streamed through a function URL.
 //!
-//! **One executable, three handlers.** The functions share one `bootstrap`,
-//! and the function's `Handler` setting (`api`, `worker` or `sweeper` in
+//! **One executable, four handlers.** The functions share one `bootstrap`,
+//! and the function's `Handler` setting (`api`, `worker`, `sweeper` or `events` in
 //! `template.yaml`), which Lambda hands every custom runtime as `_HANDLER`,
 //! picks the entry point. Three binaries would each pay the release
 //! profile's link-time optimisation over the whole AWS SDK (about two
@@ -37,16 +39,26 @@ pub enum Handler {
     Worker,
     /// `sweeper`: the scheduled re-enqueue of lost tickets.
     Sweeper,
+    /// `events`: a ticket's Server-Sent Events, streamed through a
+    /// function URL (API Gateway buffers responses; a function URL in
+    /// `RESPONSE_STREAM` mode does not).
+    Events,
 }
 
 impl Handler {
-    pub const ALL: [Handler; 3] = [Handler::Api, Handler::Worker, Handler::Sweeper];
+    pub const ALL: [Handler; 4] = [
+        Handler::Api,
+        Handler::Worker,
+        Handler::Sweeper,
+        Handler::Events,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Handler::Api => "api",
             Handler::Worker => "worker",
             Handler::Sweeper => "sweeper",
+            Handler::Events => "events",
         }
     }
 
@@ -57,7 +69,7 @@ impl Handler {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("_HANDLER is {0:?}: set the function's Handler to api, worker or sweeper (template.yaml)")]
+#[error("_HANDLER is {0:?}: set the function's Handler to api, worker, sweeper or events (template.yaml)")]
 pub struct UnknownHandler(String);
 
 impl FromStr for Handler {
@@ -77,6 +89,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         Handler::Api => api::run().await,
         Handler::Worker => worker::run().await,
         Handler::Sweeper => worker::run_sweeper().await,
+        Handler::Events => api::run_events().await,
     }
 }
 
