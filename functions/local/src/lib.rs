@@ -11,6 +11,7 @@ mod answers;
 pub mod config;
 pub mod demo;
 pub mod run;
+pub mod status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,13 +54,18 @@ pub struct App {
     /// The board and the breakers it shows, tended once per health-cache
     /// period while serving.
     pub board: Option<(Arc<dyn BreakerBoard>, Arc<HealthGates>)>,
+    /// The status page's samples, taken once a second while serving.
+    pub status: Arc<status::Status>,
 }
 
 /// Builds the engine, the router and the worker over one set of ports.
 /// The breaker is shared by the API and the worker of this process.
 pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
-    let metrics: Arc<dyn failover_core::metrics::Metrics> =
-        Arc::new(failover_core::metrics::LogMetrics);
+    // Logged, and counted for the status page.
+    let tally = Arc::new(status::Tally::new(Arc::new(
+        failover_core::metrics::LogMetrics,
+    )));
+    let metrics: Arc<dyn failover_core::metrics::Metrics> = tally.clone();
     let health = HealthGates::new(&parts.routes, |group, policy| {
         let label = parts.routes.group_label(group);
         let breaker = Breaker::new(policy).with_metrics(metrics.clone());
@@ -95,12 +101,15 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
         webhooks: parts.webhooks,
     };
     let worker = Arc::new(Worker::new(policy, deps, notifiers));
-    let router = router(AppState::new(engine.clone()));
+    let state = AppState::new(engine.clone());
+    let status = Arc::new(status::Status::new(state.clone(), tally));
+    let router = router(state).merge(status::routes(status.clone()));
     App {
         router,
         engine,
         worker,
         board,
+        status,
     }
 }
 
@@ -118,6 +127,7 @@ pub async fn serve(
         engine,
         worker,
         board,
+        status,
     } = app;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -138,6 +148,7 @@ pub async fn serve(
             }
         }
     });
+    tokio::spawn(status.run(stop_rx.clone()));
     if let Some((board, gates)) = board {
         tokio::spawn(tend(
             board,
