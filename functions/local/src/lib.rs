@@ -162,7 +162,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let served = axum::serve(listener, router)
+    let served = axum::serve(nodelay(listener), router)
         .with_graceful_shutdown(stopped(stop_rx))
         .await;
     if let Err(e) = worker_task.await {
@@ -170,6 +170,21 @@ pub async fn serve(
     }
     engine.settle().await;
     served
+}
+
+/// `listener` with Nagle's algorithm off on every connection: a streamed
+/// event (SSE) is a small write after another, which Nagle would hold until
+/// the client's delayed ACK (40 ms on Linux).
+pub fn nodelay(
+    listener: TcpListener,
+) -> axum::serve::TapIo<TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
 /// Every `period` until shutdown: takes the tool's breaker resets and

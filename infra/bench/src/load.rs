@@ -36,7 +36,7 @@ pub async fn serve_router(router: Router) -> anyhow::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = axum::serve(failover_local::nodelay(listener), router).await;
     });
     Ok(base)
 }

@@ -16,7 +16,10 @@
 //! 8. lanes after an outage: when the last critical ticket is done vs the
 //!    last normal one, and bulk attempts outside its window.
 //!
-//! `BENCH_ONLY=1..8` runs one part. Only loopback addresses are used; every
+//! 9. ticket event streams: time from the terminal write to the client,
+//!    vs the write alone; memory and idle CPU per open stream.
+//!
+//! `BENCH_ONLY=1..9` runs one part. Only loopback addresses are used; every
 //! loop is bounded in count.
 
 mod chaos;
@@ -25,6 +28,7 @@ mod lambda;
 mod lanes;
 mod load;
 mod routing;
+mod sse;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -331,6 +335,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.is_empty() || only == "8" {
         lanes::run().await?;
+    }
+    if only.is_empty() || only == "9" {
+        sse::run().await?;
     }
     if only.is_empty() || only == "4" {
         lambda::run().await?;
