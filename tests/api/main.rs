@@ -13,4 +13,5 @@ mod openapi;
 mod routes;
 mod status;
 mod sync;
+mod traces;
 mod worker;

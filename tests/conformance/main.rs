@@ -212,6 +212,7 @@ async fn sqlite_purges_what_is_past_its_retention() {
         event_type: "ticket.succeeded".into(),
         status: "succeeded".into(),
         body: "{}".into(),
+        traceparent: None,
     };
     s.publish(&event).await.unwrap();
     s.send("poison", NORMAL, Duration::ZERO).await.unwrap();

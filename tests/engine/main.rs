@@ -78,6 +78,7 @@ fn world_with(policy: Policy, default: Step, follow: bool) -> World {
             failover_core::route::RouteTable::single("http://127.0.0.1:9/", policy.clone())
                 .expect("a route"),
         ),
+        tracer: Arc::new(failover_core::trace::NoTracer),
     };
     let notifiers = Notifiers {
         topic: Arc::new(store.clone()),

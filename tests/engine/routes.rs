@@ -114,6 +114,7 @@ fn setup() -> Setup {
         clock,
         metrics: metrics.clone(),
         routes: Arc::new(routes),
+        tracer: Arc::new(failover_core::trace::NoTracer),
     };
     let notifiers = Notifiers {
         topic: Arc::new(store.clone()),

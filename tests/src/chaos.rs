@@ -376,6 +376,7 @@ impl<S: Ports> Backend for Chaos<S> {
         let (id, request_id) = (*req.ticket_id, req.request_id.to_string());
         let (method, url) = (req.method.to_string(), req.url.to_string());
         let (headers, content_type) = (req.headers.to_vec(), req.content_type.to_string());
+        let trace = req.trace.cloned();
         let op = async move {
             let req = BackendRequest {
                 ticket_id: &id,
@@ -385,6 +386,7 @@ impl<S: Ports> Backend for Chaos<S> {
                 headers: &headers,
                 body: &body,
                 content_type: &content_type,
+                trace: trace.as_ref(),
             };
             backend.call(req).await
         };

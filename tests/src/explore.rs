@@ -12,7 +12,10 @@
 //! - a request answered 503 (or not at all) and not retried is never
 //!   executed after that answer;
 //! - no ticket stays non-terminal, and every notification due was sent
-//!   (or visibly exhausted).
+//!   (or visibly exhausted);
+//! - every backend call, sync or background, before or after a crash,
+//!   carries the trace its client started (each request sends its own
+//!   `traceparent`, and a retry the same), and so does each ticket.
 //!
 //! Paused time makes each schedule exact and fast; both engine modes (a
 //! call dropped at the deadline, as on Lambda, and one followed, as in
@@ -44,7 +47,8 @@ use crate::chaos::{guarded, Chaos, Kind, NoWebhooks, Plan, Ports, KINDS};
 /// call, otherwise a quick 200. Records every call.
 #[derive(Default)]
 struct Backend3 {
-    calls: Mutex<Vec<(Instant, TicketId, String)>>,
+    /// When, for which ticket, which body, in which trace.
+    calls: Mutex<Vec<(Instant, TicketId, String, Option<[u8; 16]>)>>,
 }
 
 #[async_trait]
@@ -54,7 +58,8 @@ impl Backend for Backend3 {
             let mut calls = self.calls.lock().expect("calls");
             let body = String::from_utf8_lossy(req.body).into_owned();
             let first = !calls.iter().any(|c| c.2 == body);
-            calls.push((Instant::now(), *req.ticket_id, body.clone()));
+            let trace = req.trace.map(|t| t.trace_id);
+            calls.push((Instant::now(), *req.ticket_id, body.clone(), trace));
             first
         };
         let (status, after) = match (String::from_utf8_lossy(req.body).as_ref(), first) {
@@ -92,6 +97,13 @@ backend = "http://127.0.0.2:9/v1/payments/{id}/refunds"
 const BODY_1: &str = r#"{"r":1}"#;
 const BODY_2: &str = r#"{"r":2}"#;
 const BODY_3: &str = r#"{"r":3}"#;
+
+/// The trace each request's client starts: `r` in the last byte.
+fn trace_of(body: &str) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[15] = body.as_bytes().get(5).copied().unwrap_or(0);
+    id
+}
 
 /// The three requests go to three lanes (the worker orders and holds back
 /// by them), whose messages carry their priority through every fault; the
@@ -192,6 +204,7 @@ impl<S: Ports> Run<S> {
             clock: clock.clone(),
             metrics: Arc::new(failover_core::metrics::LogMetrics),
             routes,
+            tracer: Arc::new(failover_core::trace::NoTracer),
         };
         let engine = Engine::new(policy.clone(), deps.clone());
         let notifiers = Notifiers {
@@ -223,7 +236,16 @@ impl<S: Ports> Run<S> {
         let sub = Submission {
             path: path.into(),
             query,
-            headers: vec![("authorization".into(), "Bearer t".into())],
+            headers: vec![
+                ("authorization".into(), "Bearer t".into()),
+                (
+                    "traceparent".into(),
+                    format!(
+                        "00-{:032x}-00000000000000aa-01",
+                        u128::from_be_bytes(trace_of(body))
+                    ),
+                ),
+            ],
             body: body.into(),
             content_type: "application/json".into(),
             request_id: "r".into(),
@@ -374,12 +396,18 @@ pub async fn explore<S: Ports>(
     let calls = run.backend.calls.lock().expect("calls").clone();
     for (body, outcome) in &outcomes {
         let mine: Vec<_> = calls.iter().filter(|c| c.2 == *body).collect();
+        if let Some(c) = mine.iter().find(|c| c.3 != Some(trace_of(body))) {
+            return Err(format!("{body}: a call outside its trace: {:?}", c.3));
+        }
         match outcome {
             Outcome::Accepted(id) => {
                 let t = run.ticket(id).await?;
                 let t = t.ok_or(format!("{body}: accepted, but no ticket"))?;
                 if !t.status.is_terminal() {
                     return Err(format!("{body}: accepted, never finished: {t:?}"));
+                }
+                if t.request.trace.as_ref().map(|c| c.trace_id) != Some(trace_of(body)) {
+                    return Err(format!("{body}: its ticket left its trace: {t:?}"));
                 }
                 if let Some(c) = mine.iter().find(|c| c.1 != *id) {
                     return Err(format!("{body}: a call under another key {}", c.1));

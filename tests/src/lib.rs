@@ -13,6 +13,7 @@ pub mod health_conformance;
 pub mod lambda_runtime;
 pub mod mock_backend;
 pub mod operator_conformance;
+pub mod otlp;
 pub mod receiver;
 pub mod spawn;
 pub mod sse;

@@ -2,6 +2,8 @@
 //! a fault-injecting store and a mock backend, driven over real HTTP.
 
 use std::sync::Arc;
+
+use failover_core::trace::{NoTracer, Tracer};
 use std::time::Duration;
 
 use failover_adapters::fault::{Faults, Faulty};
@@ -113,15 +115,31 @@ pub async fn spawn_app_at(policy: Policy, url: &str) -> TestApp {
 pub async fn spawn_app_routed(policy: Policy, routes_toml: &str) -> TestApp {
     let backend = MockBackend::start(Behaviour::Hang).await;
     let routes = RouteTable::parse(routes_toml, "routes.toml", &policy).expect("routes");
-    spawn_routes(policy, backend, routes).await
+    spawn_routes(policy, backend, routes, Arc::new(NoTracer)).await
 }
 
 async fn spawn(policy: Policy, backend: MockBackend, url: &str) -> TestApp {
     let routes = RouteTable::single(url, Arc::new(policy.clone())).expect("backend url");
-    spawn_routes(policy, backend, routes).await
+    spawn_routes(policy, backend, routes, Arc::new(NoTracer)).await
 }
 
-async fn spawn_routes(policy: Policy, backend: MockBackend, routes: RouteTable) -> TestApp {
+/// An app whose spans go to `tracer`.
+pub async fn spawn_app_traced(
+    policy: Policy,
+    backend: Behaviour,
+    tracer: Arc<dyn Tracer>,
+) -> TestApp {
+    let backend = MockBackend::start(backend).await;
+    let routes = RouteTable::single(&backend.url, Arc::new(policy.clone())).expect("url");
+    spawn_routes(policy, backend, routes, tracer).await
+}
+
+async fn spawn_routes(
+    policy: Policy,
+    backend: MockBackend,
+    routes: RouteTable,
+    tracer: Arc<dyn Tracer>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(SystemClock);
     let store = SqliteStore::open(
@@ -149,6 +167,7 @@ async fn spawn_routes(policy: Policy, backend: MockBackend, routes: RouteTable) 
         clock,
         drills: Some(Arc::new(store.clone())),
         board: Some(Arc::new(store.clone())),
+        tracer,
     };
     let app = assemble(policy.clone(), parts);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -67,7 +67,14 @@ impl Backend for HttpBackend {
             .request(method, req.url)
             .header("idempotency-key", req.ticket_id.to_string())
             .header("x-request-id", req.request_id);
+        let traced = req.trace.map(|t| t.headers()).unwrap_or_default();
         for (name, value) in req.headers {
+            // The gateway's own span replaces a forwarded trace context.
+            if traced.is_empty() || !matches!(name.as_str(), "traceparent" | "tracestate") {
+                call = call.header(name, value);
+            }
+        }
+        for (name, value) in traced {
             call = call.header(name, value);
         }
         if !req.content_type.is_empty() {

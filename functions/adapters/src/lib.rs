@@ -16,6 +16,7 @@
 pub mod fault;
 pub mod http_backend;
 pub mod memory;
+pub mod otlp;
 pub mod sqlite;
 pub mod webhook_sender;
 

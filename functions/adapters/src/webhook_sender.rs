@@ -68,9 +68,11 @@ impl WebhookSender for HttpWebhookSender {
         body: &str,
         timeout: Duration,
     ) -> Result<u16, NotifyError> {
-        let resp = self
-            .client
-            .post(url)
+        let mut post = self.client.post(url);
+        if let Some(tp) = &headers.traceparent {
+            post = post.header("traceparent", tp);
+        }
+        let resp = post
             .timeout(timeout)
             .header("content-type", "application/json")
             .header("webhook-id", &headers.id)

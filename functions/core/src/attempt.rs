@@ -16,6 +16,7 @@ use crate::ports::{BackendError, BackendResponse};
 use crate::ticket::{
     BackendResult, ErrorKind, IllegalTransition, PendingEvent, Ticket, TicketError,
 };
+use crate::trace::{Open, Tracer};
 use crate::view::stored_event;
 
 /// A finished call, classified.
@@ -52,6 +53,17 @@ pub fn judge(outcome: Option<Result<BackendResponse, BackendError>>) -> Judged {
         response,
         problem,
     }
+}
+
+/// Ends a backend call's span with what the call came to.
+pub fn end_span(mut span: Open, judged: &Judged, tracer: &dyn Tracer) {
+    if let Some(r) = &judged.response {
+        span.attr("http.response.status_code", r.status);
+    }
+    if !judged.answered() {
+        span.fail(judged.problem.clone());
+    }
+    span.end(tracer);
 }
 
 /// The answer as the ticket keeps it.

@@ -48,6 +48,7 @@ use crate::ports::{
 };
 use crate::route::{Lookup, Route, RouteTable, DEFAULT_ROUTE};
 use crate::ticket::{CapturedRequest, Reason, Ticket, TicketId};
+use crate::trace::{Open, SpanKind, TraceContext};
 
 /// The ports the engine and the worker use.
 #[derive(Clone)]
@@ -63,6 +64,8 @@ pub struct Deps {
     /// Where requests go (the engine looks them up; the worker replays
     /// each ticket to its route's backend).
     pub routes: Arc<RouteTable>,
+    /// Where spans go ([`crate::trace`]; `NoTracer` records none).
+    pub tracer: Arc<dyn crate::trace::Tracer>,
 }
 
 /// A request as the edge received it: method, path, query, headers and
@@ -316,14 +319,70 @@ impl Engine {
             query: sub.query.clone(),
             headers,
             owner: sub.owner.clone(),
+            trace: None,
         };
         Ok(Target { route, request })
     }
 
+    /// The request's server span: under the client's trace context, if it
+    /// sent a valid one, else the root of a new trace.
+    fn server_span(&self, sub: &Submission, name: String) -> Open {
+        let header = |name: &str| {
+            let found = sub.headers.iter().find(|(n, _)| n == name);
+            found.map(|(_, v)| v.as_str())
+        };
+        let parent = TraceContext::from_headers(header("traceparent"), header("tracestate"));
+        let tracer = self.deps.tracer.as_ref();
+        let mut span = Open::start(tracer, parent.as_ref(), name, SpanKind::Server);
+        span.attr("http.request.method", sub.method.as_str());
+        span
+    }
+
     async fn submit_whole(self: Arc<Self>, mut sub: Submission) -> Result<Submitted, SubmitError> {
-        let target = self.resolve(&mut sub)?;
+        let resolved = self.resolve(&mut sub);
+        let name = match &resolved {
+            Ok(t) => format!("{} {}", sub.method, t.route.path),
+            Err(_) => sub.method.clone(),
+        };
+        let mut span = self.server_span(&sub, name);
+        let result = match resolved {
+            Ok(mut target) => {
+                span.attr("http.route", target.route.path.as_str());
+                // The engine's calls are made under the server span.
+                target.request.trace = Some(span.context().clone());
+                self.keyed(&sub, &target).await
+            }
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(done) => {
+                let (ticket_id, status) = match &done.answer {
+                    Answer::Sync {
+                        ticket_id, status, ..
+                    } => (ticket_id, *status),
+                    Answer::Accepted {
+                        ticket_id, reason, ..
+                    } => {
+                        span.attr("failover.reason", reason.as_str());
+                        (ticket_id, 202)
+                    }
+                };
+                span.attr("ticket.id", *ticket_id);
+                span.attr("http.response.status_code", status);
+                if done.replayed {
+                    span.attr("failover.replayed", true);
+                }
+            }
+            Err(e) => span.fail(e.to_string()),
+        }
+        span.end(self.deps.tracer.as_ref());
+        result
+    }
+
+    /// Runs the request, once per `Idempotency-Key` if it has one.
+    async fn keyed(&self, sub: &Submission, target: &Target) -> Result<Submitted, SubmitError> {
         let Some(key) = sub.idempotency_key.clone() else {
-            return self.run(&sub, &target, TicketId::new()).await;
+            return self.run(sub, target, TicketId::new()).await;
         };
         let now = self.deps.clock.now_ms();
         // A key names one operation: the same body on another route is
@@ -365,7 +424,7 @@ impl Engine {
             Ok(Begin::Run(record)) => record,
         };
         let ticket_id = idempotency::ticket_of(&record).unwrap_or_default();
-        let result = self.run(&sub, &target, ticket_id).await;
+        let result = self.run(sub, target, ticket_id).await;
         match &result {
             Ok(done) => {
                 let outcome = match &done.answer {
@@ -496,7 +555,10 @@ impl Engine {
             Admission::Sync | Admission::Probe => {}
         }
         let started = Instant::now();
-        let mut call = Call::start(&self.deps, req, ticket_id);
+        let tracer = self.deps.tracer.as_ref();
+        let mut span = Open::start(tracer, req.trace.as_ref(), "sync attempt", SpanKind::Client);
+        span.attr("ticket.id", ticket_id);
+        let mut call = Call::start(&self.deps, req, ticket_id, span.context().clone());
         let Ok(result) = timeout(answer_by, &mut call).await else {
             if !cut {
                 // Missed the policy deadline: a timeout, whatever comes later.
@@ -509,12 +571,14 @@ impl Engine {
                 admission,
                 started,
                 judge_by: cut.then_some(judge_by),
+                span,
             };
             return self.time_out(req, ticket_id, followed, applied).await;
         };
         let latency = started.elapsed();
         drop(permit);
         let judged = judge(Some(result));
+        crate::attempt::end_span(span, &judged, tracer);
         gate.record(admission, judged.health, latency).await;
         match judged.response {
             Some(r) if judged.answered() => {
@@ -552,7 +616,7 @@ impl Engine {
         applied: Vec<String>,
     ) -> Result<Submitted, SubmitError> {
         if !self.follow || self.queues(req, Reason::Timeout, None).is_err() {
-            drop(followed);
+            followed.cancel(self.deps.tracer.as_ref());
             return self
                 .capture(req, ticket_id, Reason::Timeout, None, applied)
                 .await;
@@ -561,12 +625,15 @@ impl Engine {
         let ticket = self
             .new_ticket(req, ticket_id, Reason::Timeout)
             .in_flight(lease_until);
-        let captured = self.capture_ticket(&ticket, None, applied).await;
-        if captured.is_ok() {
-            let (deps, policy) = (self.deps.clone(), self.policy.clone());
-            (self.followers).spawn(crate::follow::follow(deps, policy, ticket, followed));
+        let server = req.trace.as_ref();
+        let captured = self.capture_ticket(&ticket, server, None, applied).await;
+        match captured.is_ok() {
+            true => {
+                let (deps, policy) = (self.deps.clone(), self.policy.clone());
+                (self.followers).spawn(crate::follow::follow(deps, policy, ticket, followed));
+            }
+            false => followed.cancel(self.deps.tracer.as_ref()),
         }
-        // Else the call is dropped (cancelled) with `followed`.
         captured
     }
 
@@ -581,7 +648,9 @@ impl Engine {
     ) -> Result<Submitted, SubmitError> {
         self.queues(req, reason, retry_hint_s)?;
         let ticket = self.new_ticket(req, ticket_id, reason);
-        self.capture_ticket(&ticket, retry_hint_s, applied).await
+        let server = req.trace.as_ref();
+        self.capture_ticket(&ticket, server, retry_hint_s, applied)
+            .await
     }
 
     /// A route as a metric dimension: none without a routes file.
@@ -611,8 +680,14 @@ impl Engine {
 
     /// A queued ticket; one whose lane is outside its window is due when
     /// the window opens (so that the sweeper does not take it for lost).
+    /// It keeps its capture span's context, under the request's span.
     fn new_ticket(&self, req: &CapturedRequest, ticket_id: TicketId, reason: Reason) -> Ticket {
-        let request = req.clone();
+        let mut request = req.clone();
+        request.trace = Some(
+            req.trace
+                .as_ref()
+                .map_or_else(TraceContext::root, TraceContext::child),
+        );
         let now = self.deps.clock.now_ms();
         let ttl = self.policy.ticket_ttl.as_millis() as i64;
         let mut ticket = Ticket::new(ticket_id, reason, request, now, ttl);
@@ -620,14 +695,28 @@ impl Engine {
         ticket
     }
 
+    /// Writes `ticket` and its message, in the capture span (under
+    /// `server`, the request's span).
     async fn capture_ticket(
         &self,
         ticket: &Ticket,
+        server: Option<&TraceContext>,
         retry_hint_s: Option<u64>,
         applied: Vec<String>,
     ) -> Result<Submitted, SubmitError> {
+        let tracer = self.deps.tracer.as_ref();
+        let context = (ticket.request.trace.clone()).unwrap_or_else(TraceContext::root);
+        let parent = server.map(|s| s.span_id);
+        let mut span = Open::resume(tracer, context, parent, "capture", SpanKind::Producer);
+        span.attr("ticket.id", ticket.id);
+        span.attr("failover.reason", ticket.reason.as_str());
+        span.attr("failover.lane", ticket.request.lane.as_str());
         let started = Instant::now();
         let captured = self.write_durably(ticket, retry_hint_s, applied).await;
+        if let Err(e) = &captured {
+            span.fail(e.to_string());
+        }
+        span.end(tracer);
         let metric = match &captured {
             Ok(_) => {
                 self.deps.metrics.record(Metric::Failover {

@@ -31,23 +31,30 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 
-use crate::attempt::{conclude, judge, Next};
+use crate::attempt::{conclude, end_span, judge, Next};
 use crate::breaker::{Admission, CallOutcome, HealthGate};
 use crate::config::Policy;
 use crate::engine::Deps;
 use crate::message::QueueMessage;
 use crate::ports::{BackendError, BackendResponse};
 use crate::ticket::{CapturedRequest, Ticket, TicketId};
+use crate::trace::{Open, TraceContext, Tracer};
 
 /// A backend call running as a task of its own, so that it can outlive the
 /// request that started it. Dropping it cancels the call.
 pub(crate) struct Call(JoinHandle<Result<BackendResponse, BackendError>>);
 
 impl Call {
-    pub(crate) fn start(deps: &Deps, req: &CapturedRequest, ticket_id: TicketId) -> Self {
+    /// Calls the backend in the span `trace`.
+    pub(crate) fn start(
+        deps: &Deps,
+        req: &CapturedRequest,
+        ticket_id: TicketId,
+        trace: TraceContext,
+    ) -> Self {
         let (backend, routes, req) = (deps.backend.clone(), deps.routes.clone(), req.clone());
         Self(tokio::spawn(async move {
-            crate::route::call(backend.as_ref(), &routes, &ticket_id, &req).await
+            crate::route::call(backend.as_ref(), &routes, &ticket_id, &req, Some(&trace)).await
         }))
     }
 }
@@ -80,6 +87,17 @@ pub(crate) struct Followed {
     /// The policy deadline, when the client cut the call before it (the
     /// breaker has not heard of the call yet).
     pub judge_by: Option<Duration>,
+    /// The sync attempt's span: it ends with the call.
+    pub span: Open,
+}
+
+impl Followed {
+    /// Cancels the call; its span ends as cut off.
+    pub(crate) fn cancel(self, tracer: &dyn Tracer) {
+        let Followed { mut span, .. } = self;
+        span.fail("deadline passed: the call was cancelled");
+        span.end(tracer);
+    }
 }
 
 /// Runs `f` to its end and completes `ticket` (captured in flight) from it.
@@ -91,6 +109,7 @@ pub(crate) async fn follow(deps: Deps, policy: Arc<Policy>, ticket: Ticket, f: F
         admission,
         started,
         judge_by,
+        span,
     } = f;
     let mut judged = None;
     if let Some(judge_by) = judge_by {
@@ -117,6 +136,7 @@ pub(crate) async fn follow(deps: Deps, policy: Arc<Policy>, ticket: Ticket, f: F
         ),
     };
     drop((call, permit));
+    end_span(span, &judged, deps.tracer.as_ref());
     let now = deps.clock.now_ms();
     let next = match conclude(&ticket, now, &judged, &policy, false) {
         Ok(Next::Done(t)) => t,

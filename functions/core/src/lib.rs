@@ -39,6 +39,7 @@ pub mod ports;
 pub mod route;
 pub mod schedule;
 pub mod ticket;
+pub mod trace;
 pub mod view;
 pub mod webhook;
 

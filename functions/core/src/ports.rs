@@ -252,6 +252,9 @@ pub struct BackendRequest<'a> {
     pub body: &'a [u8],
     /// Empty when there is no body.
     pub content_type: &'a str,
+    /// The calling span: sent as `traceparent` (and `tracestate`), in
+    /// place of any the route forwards.
+    pub trace: Option<&'a crate::trace::TraceContext>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,6 +285,8 @@ pub struct TopicEvent {
     pub event_type: String,
     /// The ticket status: the `status` attribute.
     pub status: String,
+    /// The publishing span's `traceparent`: a message attribute.
+    pub traceparent: Option<String>,
     pub body: String,
 }
 

@@ -208,6 +208,10 @@ pub struct CapturedRequest {
     /// AWS; none locally): only that caller may cancel it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Its trace: the capture span's context once it is a ticket (the
+    /// worker continues the trace from it; see [`crate::trace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 fn default_route() -> String {
@@ -229,6 +233,7 @@ impl CapturedRequest {
             headers: Vec::new(),
             lane: Lane::Normal,
             owner: None,
+            trace: None,
         }
     }
 }

@@ -61,12 +61,14 @@ impl WebhookSecret {
     }
 }
 
-/// The three headers of one delivery attempt.
+/// The headers of one delivery attempt: the three signed ones, and the
+/// delivery span's `traceparent` (not signed: it names no content).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedHeaders {
     pub id: String,
     pub timestamp: String,
     pub signature: String,
+    pub traceparent: Option<String>,
 }
 
 pub fn signed_headers(
@@ -79,6 +81,7 @@ pub fn signed_headers(
         id: id.to_string(),
         timestamp: timestamp_s.to_string(),
         signature: secret.sign(id, timestamp_s, body),
+        traceparent: None,
     }
 }
 

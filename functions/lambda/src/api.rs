@@ -14,6 +14,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use failover_adapters::aws::env::{init_json_tracing, ports, AwsSettings};
+use failover_core::trace::Tracer;
 use failover_core::{Engine, Policy};
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
@@ -46,7 +47,14 @@ fn caller(req: &Request) -> Option<Caller> {
 }
 
 /// What the invocation tells each request: its time cap and its caller.
-async fn from_invocation(reserve: Duration, mut req: Request, next: Next) -> Response {
+/// Once answered, the request's spans are sent: the process may be frozen
+/// as soon as the response is out.
+async fn from_invocation(
+    reserve: Duration,
+    tracer: Arc<dyn Tracer>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if let Some(who) = caller(&req) {
         req.extensions_mut().insert(who);
     }
@@ -59,7 +67,9 @@ async fn from_invocation(reserve: Duration, mut req: Request, next: Next) -> Res
         req.extensions_mut()
             .insert(DeadlineCap(left.saturating_sub(reserve)));
     }
-    next.run(req).await
+    let response = next.run(req).await;
+    tracer.flush().await;
+    response
 }
 
 async fn state(handler: &str) -> Result<AppState, lambda_http::Error> {
@@ -81,8 +91,9 @@ async fn state(handler: &str) -> Result<AppState, lambda_http::Error> {
 pub async fn run() -> Result<(), lambda_http::Error> {
     let state = state("api").await?;
     let reserve = capture_reserve(state.engine.policy());
+    let tracer = state.engine.deps().tracer.clone();
     let app = router(state).layer(middleware::from_fn(move |req, next| {
-        from_invocation(reserve, req, next)
+        from_invocation(reserve, tracer.clone(), req, next)
     }));
     lambda_http::run(app).await
 }
@@ -96,8 +107,9 @@ const STREAM_RESERVE: Duration = Duration::from_secs(1);
 /// written, each stream ending a second before the invocation would.
 pub async fn run_events() -> Result<(), lambda_http::Error> {
     let state = state("events").await?;
+    let tracer = state.engine.deps().tracer.clone();
     let app = events_router(state).layer(middleware::from_fn(move |req, next| {
-        from_invocation(STREAM_RESERVE, req, next)
+        from_invocation(STREAM_RESERVE, tracer.clone(), req, next)
     }));
     lambda_http::run_with_streaming_response(app).await
 }

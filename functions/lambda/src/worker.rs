@@ -84,6 +84,8 @@ pub async fn handle_batch(
         .filter_map(|failed| async move { failed })
         .collect()
         .await;
+    // The process may be frozen once this returns: spans go now.
+    worker.flush_traces().await;
     let mut response = SqsBatchResponse::default();
     for id in failures {
         response.add_failure(id);

@@ -45,6 +45,8 @@ pub struct Parts {
     pub drills: Option<Arc<dyn failover_core::drill::DrillStore>>,
     /// Where the breakers are posted for the tool, and its resets taken.
     pub board: Option<Arc<dyn BreakerBoard>>,
+    /// Where spans go (`OTEL_EXPORTER_OTLP_ENDPOINT`; none by default).
+    pub tracer: Arc<dyn failover_core::trace::Tracer>,
 }
 
 pub struct App {
@@ -88,6 +90,7 @@ pub fn assemble(policy: Arc<Policy>, parts: Parts) -> App {
         clock: parts.clock,
         metrics,
         routes: parts.routes,
+        tracer: parts.tracer,
     };
     let mut engine = Engine::new(policy.clone(), deps.clone())
         .following()
@@ -169,6 +172,7 @@ pub async fn serve(
         tracing::error!(error = %e, "worker task failed");
     }
     engine.settle().await;
+    engine.deps().tracer.flush().await;
     served
 }
 

@@ -153,6 +153,8 @@ pub async fn run(
         clock,
         drills: Some(store.clone()),
         board: Some(store.clone()),
+        tracer: failover_adapters::otlp::tracer(&|k| std::env::var(k).ok())
+            .map_err(anyhow::Error::msg)?,
     };
     let mut app = assemble(policy.clone(), parts);
     if let Some(demo) = &demo {

@@ -58,6 +58,11 @@ impl Worker {
         }
     }
 
+    /// Sends the spans recorded so far (a Lambda invocation's end).
+    pub async fn flush_traces(&self) {
+        self.deps.tracer.flush().await;
+    }
+
     /// Whether shutdown has begun (no new backend calls).
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)

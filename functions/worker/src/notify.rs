@@ -20,6 +20,7 @@ use failover_core::attempt::pending_event;
 use failover_core::metrics::Metric;
 use failover_core::ports::TopicEvent;
 use failover_core::ticket::{Channel, NotificationAttempt, PendingEvent, Ticket};
+use failover_core::trace::{Open, SpanKind};
 use failover_core::view::event_message;
 use failover_core::webhook::signed_headers;
 
@@ -46,14 +47,20 @@ impl Worker {
         let mut current = ticket;
         if !event.sns_done && event.next_sns_at <= now {
             let n = Self::attempts_on(&current, Channel::Sns) + 1;
+            let mut span = self.notify_span(&current, "topic", SpanKind::Producer, n);
             let topic = TopicEvent {
                 event_id: event.event_id.clone(),
                 event_type: event.event_type.clone(),
                 status: current.status.as_str().to_string(),
                 body: event_message(&event.payload, event.answer_elided, &current),
+                traceparent: Some(span.context().traceparent()),
             };
             let error = self.notifiers.topic.publish(&topic).await.err();
             let error = error.map(|e| e.to_string());
+            if let Some(e) = &error {
+                span.fail(e.clone());
+            }
+            span.end(self.deps.tracer.as_ref());
             match self.next_try(Channel::Sns, n, now, error.is_none()) {
                 Some(at) => event.next_sns_at = at,
                 None => event.sns_done = true,
@@ -73,7 +80,7 @@ impl Worker {
         }
         if !event.webhook_done && event.next_webhook_at <= now {
             let n = Self::attempts_on(&current, Channel::Webhook) + 1;
-            let (status_code, error) = self.post_webhook(&current, &event, now).await;
+            let (status_code, error) = self.post_webhook(&current, &event, now, n).await;
             match self.next_try(Channel::Webhook, n, now, error.is_none()) {
                 Some(at) => event.next_webhook_at = at,
                 None => event.webhook_done = true,
@@ -135,11 +142,21 @@ impl Worker {
         Some(now + self.policy.notify_schedule.after(n).as_millis() as i64)
     }
 
+    /// A delivery's span, under the ticket's capture span.
+    fn notify_span(&self, t: &Ticket, name: &'static str, kind: SpanKind, n: u32) -> Open {
+        let tracer = self.deps.tracer.as_ref();
+        let mut span = Open::start(tracer, t.request.trace.as_ref(), name, kind);
+        span.attr("ticket.id", t.id);
+        span.attr("failover.attempt", n);
+        span
+    }
+
     async fn post_webhook(
         &self,
         t: &Ticket,
         event: &PendingEvent,
         now: i64,
+        n: u32,
     ) -> (Option<u16>, Option<String>) {
         let Some(url) = t.request.callback_url.as_deref() else {
             return (None, None);
@@ -147,18 +164,28 @@ impl Worker {
         let Some(secret) = self.policy.webhook_secret.as_ref() else {
             return (None, Some("no WEBHOOK_SECRET configured".into()));
         };
+        let mut span = self.notify_span(t, "webhook", SpanKind::Client, n);
         let message = event_message(&event.payload, event.answer_elided, t);
-        let headers = signed_headers(secret, &event.event_id, now / 1000, &message);
-        match self
+        let mut headers = signed_headers(secret, &event.event_id, now / 1000, &message);
+        headers.traceparent = Some(span.context().traceparent());
+        let sent = self
             .notifiers
             .webhooks
             .post(url, &headers, &message, self.policy.webhook_timeout)
-            .await
-        {
+            .await;
+        let result = match sent {
             Ok(code) if (200..300).contains(&code) => (Some(code), None),
             Ok(code) => (Some(code), Some(format!("receiver answered {code}"))),
             Err(e) => (None, Some(e.to_string())),
+        };
+        if let Some(code) = result.0 {
+            span.attr("http.response.status_code", code);
         }
+        if let Some(e) = &result.1 {
+            span.fail(e.clone());
+        }
+        span.end(self.deps.tracer.as_ref());
+        result
     }
 
     /// Records one attempt; `None` if the ticket could not be written (the

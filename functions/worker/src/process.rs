@@ -9,12 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use failover_core::attempt::{conclude, exhausted, judge, with_event, Next};
+use failover_core::attempt::{conclude, end_span, exhausted, judge, with_event, Next};
 use failover_core::backoff::retry_delay;
 use failover_core::breaker::{Admission, HealthGate};
 use failover_core::message::QueueMessage;
 use failover_core::ports::{Delivery, Priority, StoreError};
 use failover_core::ticket::{ErrorKind, IllegalTransition, Status, Ticket, TicketError};
+use failover_core::trace::{Open, SpanKind};
 use tokio::time::timeout;
 use tracing::Instrument;
 
@@ -288,15 +289,18 @@ impl Worker {
         };
         tracing::info!(attempt = claimed.attempts, "calling the backend");
         let req = &claimed.request;
+        let span = self.attempt_span(&ticket, &claimed);
         let started = tokio::time::Instant::now();
         let call = failover_core::route::call(
             self.deps.backend.as_ref(),
             &self.deps.routes,
             &claimed.id,
             req,
+            Some(span.context()),
         );
         let judged = judge(timeout(self.policy.worker_deadline, call).await.ok());
         let latency = started.elapsed();
+        end_span(span, &judged, self.deps.tracer.as_ref());
         let now = self.deps.clock.now_ms();
         gate.record(admission, judged.health, latency).await;
         if !judged.answered() {
@@ -321,6 +325,27 @@ impl Worker {
             }
             Err(_) => Disposition::Retry(SOON),
         }
+    }
+
+    /// The spans of an attempt, under the ticket's capture span: the wait
+    /// since the ticket was taken (or last touched: the previous attempt,
+    /// a deferral), then the attempt itself, still open.
+    fn attempt_span(&self, before: &Ticket, claimed: &Ticket) -> Open {
+        let tracer = self.deps.tracer.as_ref();
+        let capture = claimed.request.trace.as_ref();
+        let since_ms = match before.attempts {
+            0 => before.created_at,
+            _ => before.updated_at,
+        };
+        let mut wait = Open::start(tracer, capture, "queue wait", SpanKind::Internal)
+            .started_at(since_ms.max(0) as u64 * 1_000_000);
+        wait.attr("ticket.id", claimed.id);
+        wait.attr("failover.lane", claimed.request.lane.as_str());
+        wait.end(tracer);
+        let mut span = Open::start(tracer, capture, "attempt", SpanKind::Client);
+        span.attr("ticket.id", claimed.id);
+        span.attr("failover.attempt", claimed.attempts);
+        span
     }
 
     fn outcome(&self, outcome: &'static str, ticket: &Ticket) {

@@ -87,6 +87,7 @@ pub(crate) fn build_with(
         clock,
         drills: None,
         board: None,
+        tracer: Arc::new(failover_core::trace::NoTracer),
     };
     Ok((assemble(Arc::new(policy), parts), store))
 }

@@ -189,6 +189,7 @@ pub async fn ports(
         clock,
         metrics,
         routes: Arc::new(routes),
+        tracer: crate::otlp::tracer(&|k| std::env::var(k).ok())?,
     };
     Ok(AwsPorts {
         store,

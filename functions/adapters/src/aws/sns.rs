@@ -32,12 +32,18 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, NotifyError> {
 #[async_trait]
 impl EventPublisher for SnsPublisher {
     async fn publish(&self, event: &TopicEvent) -> Result<(), NotifyError> {
-        self.client
+        let mut publish = self
+            .client
             .publish()
             .topic_arn(&self.topic_arn)
             .message(&event.body)
             .message_attributes("event_type", attribute(&event.event_type)?)
-            .message_attributes("status", attribute(&event.status)?)
+            .message_attributes("status", attribute(&event.status)?);
+        if let Some(tp) = &event.traceparent {
+            // Subscribers continue the trace from it (not a filter key).
+            publish = publish.message_attributes("traceparent", attribute(tp)?);
+        }
+        publish
             .send()
             .await
             .map(|_| ())

@@ -250,6 +250,7 @@ pub async fn call(
     routes: &RouteTable,
     ticket_id: &TicketId,
     req: &CapturedRequest,
+    trace: Option<&crate::trace::TraceContext>,
 ) -> Result<BackendResponse, BackendError> {
     let route = routes
         .by_name(&req.route)
@@ -263,6 +264,7 @@ pub async fn call(
         headers: &req.headers,
         body: &req.body,
         content_type: &req.content_type,
+        trace,
     };
     let mut answer = backend.call(request).await?;
     answer
