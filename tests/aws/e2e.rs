@@ -29,7 +29,7 @@ async fn a_healthy_backend_answers_through_the_api_function() {
 }
 
 /// Subscribes a fresh queue to the topic, receiving only `succeeded` events.
-async fn succeeded_subscriber(s: &Stack) -> String {
+pub(crate) async fn succeeded_subscriber(s: &Stack) -> String {
     subscriber(s, "succeeded").await
 }
 
@@ -59,7 +59,11 @@ async fn subscriber(s: &Stack, status: &str) -> String {
     url
 }
 
-async fn receive_on(s: &Stack, url: &str, wait: i32) -> Vec<aws_sdk_sqs::types::Message> {
+pub(crate) async fn receive_on(
+    s: &Stack,
+    url: &str,
+    wait: i32,
+) -> Vec<aws_sdk_sqs::types::Message> {
     s.sqs
         .receive_message()
         .queue_url(url)

@@ -14,3 +14,4 @@ mod fleet;
 mod lanes;
 mod routes;
 mod stack;
+mod traces;

@@ -47,9 +47,11 @@ use crate::chaos::{guarded, Chaos, Kind, NoWebhooks, Plan, Ports, KINDS};
 /// call, otherwise a quick 200. Records every call.
 #[derive(Default)]
 struct Backend3 {
-    /// When, for which ticket, which body, in which trace.
-    calls: Mutex<Vec<(Instant, TicketId, String, Option<[u8; 16]>)>>,
+    calls: Mutex<Vec<BackendCall>>,
 }
+
+/// When, for which ticket, which body, in which trace.
+type BackendCall = (Instant, TicketId, String, Option<[u8; 16]>);
 
 #[async_trait]
 impl Backend for Backend3 {

@@ -299,6 +299,8 @@ fn variables_read() -> BTreeSet<String> {
         };
         let read = Policy::from_lookup(Policy::default(), &get)
             .and_then(|_| AwsSettings::from_lookup(&get).map(drop));
+        // The exporter's variables (it reads none it requires).
+        let _ = failover_adapters::otlp::Settings::from_env(&get);
         match read {
             Ok(()) => return asked.into_inner(),
             Err(e) => assert!(given.insert(e.name, "set".into()).is_none(), "{e}"),
@@ -328,13 +330,20 @@ fn environment_variables_are_exactly_what_the_code_reads() {
     }
     let read = variables_read();
     assert!(read.contains("SYNC_DEADLINE_MS") && read.contains("WORKER_CONCURRENCY"));
-    let unknown: Vec<_> = set.difference(&read).collect();
+    // The collector layer's own variable.
+    let unknown: Vec<_> = set
+        .difference(&read)
+        .filter(|v| *v != "OPENTELEMETRY_COLLECTOR_CONFIG_URI")
+        .collect();
     assert!(unknown.is_empty(), "set but never read: {unknown:?}");
     // Everything the code reads is set, except local development's
-    // switches (on AWS the secret's value is never a variable).
+    // switches (on AWS the secret's value is never a variable) and the
+    // OpenTelemetry variables besides the endpoint (the standard ones, for
+    // whoever sets them on a function).
     let missing: Vec<_> = read
         .difference(&set)
         .filter(|v| !["CALLBACK_ALLOW_LOOPBACK", "WEBHOOK_SECRET"].contains(&v.as_str()))
+        .filter(|v| !v.starts_with("OTEL_") && v.as_str() != "AWS_LAMBDA_FUNCTION_NAME")
         .collect();
     assert!(missing.is_empty(), "read but not set: {missing:?}");
     // The functions get the secret's name; its value stays in Secrets
@@ -586,6 +595,39 @@ fn the_routes_file_ships_in_a_layer_when_set() {
         env.contains("ROUTES_FILE") && env.contains("/opt/${RoutesFile}"),
         "{env}"
     );
+}
+
+/// With a collector layer, every function exports its spans to the
+/// layer's OTLP/HTTP receiver on localhost; without, nothing is exported.
+#[test]
+fn traces_go_to_the_collector_layer_when_one_is_given() {
+    let t = template();
+    assert_eq!(
+        at(&t, &["Parameters", "OtelCollectorLayerArn", "Default"]),
+        ""
+    );
+    let layers = serde_yaml::to_string(&t["Globals"]["Function"]["Layers"]).unwrap();
+    assert!(
+        layers.contains("UseOtel") && layers.contains("OtelCollectorLayerArn"),
+        "{layers}"
+    );
+    let vars = at(&t, &["Globals", "Function", "Environment", "Variables"]);
+    let endpoint = tag(&vars["OTEL_EXPORTER_OTLP_ENDPOINT"], "!If").expect("!If");
+    assert_eq!(endpoint[0], "UseOtel");
+    assert_eq!(endpoint[2], "", "no layer: no endpoint, nothing exported");
+    // What the functions make of each branch.
+    let read = |value: &Value| {
+        let value = value.as_str().map(str::to_string);
+        let get = move |k: &str| {
+            (k == "OTEL_EXPORTER_OTLP_ENDPOINT")
+                .then(|| value.clone())
+                .flatten()
+        };
+        failover_adapters::otlp::Settings::from_env(&get).expect("valid")
+    };
+    let on = read(&endpoint[1]).expect("exporting");
+    assert_eq!(on.endpoint, "http://localhost:4318/v1/traces");
+    assert_eq!(read(&endpoint[2]), None);
 }
 
 /// Each lane has its queue, redriving to its own dead-letter queue, polled

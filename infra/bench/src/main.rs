@@ -19,7 +19,9 @@
 //! 9. ticket event streams: time from the terminal write to the client,
 //!    vs the write alone; memory and idle CPU per open stream.
 //!
-//! `BENCH_ONLY=1..9` runs one part. Only loopback addresses are used; every
+//! 10. tracing: the sync path with spans exported over OTLP vs without.
+//!
+//! `BENCH_ONLY=1..10` runs one part. Only loopback addresses are used; every
 //! loop is bounded in count.
 
 mod chaos;
@@ -29,6 +31,7 @@ mod lanes;
 mod load;
 mod routing;
 mod sse;
+mod traced;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,11 +64,36 @@ pub(crate) fn build(
     build_with(policy, Arc::new(routes), dir)
 }
 
+/// The local-mode app over these routes, its spans going to `tracer`.
+pub(crate) fn build_traced(
+    policy: Policy,
+    backend_url: &str,
+    dir: &std::path::Path,
+    tracer: Arc<dyn failover_core::trace::Tracer>,
+) -> anyhow::Result<(App, SqliteStore)> {
+    let routes = RouteTable::single(backend_url, Arc::new(policy.clone()))?;
+    assemble_with(policy, Arc::new(routes), dir, tracer)
+}
+
 /// The local-mode app over these routes.
 pub(crate) fn build_with(
     policy: Policy,
     routes: Arc<RouteTable>,
     dir: &std::path::Path,
+) -> anyhow::Result<(App, SqliteStore)> {
+    assemble_with(
+        policy,
+        routes,
+        dir,
+        Arc::new(failover_core::trace::NoTracer),
+    )
+}
+
+fn assemble_with(
+    policy: Policy,
+    routes: Arc<RouteTable>,
+    dir: &std::path::Path,
+    tracer: Arc<dyn failover_core::trace::Tracer>,
 ) -> anyhow::Result<(App, SqliteStore)> {
     let clock = Arc::new(SystemClock);
     let store = SqliteStore::open(
@@ -87,7 +115,7 @@ pub(crate) fn build_with(
         clock,
         drills: None,
         board: None,
-        tracer: Arc::new(failover_core::trace::NoTracer),
+        tracer,
     };
     Ok((assemble(Arc::new(policy), parts), store))
 }
@@ -339,6 +367,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.is_empty() || only == "9" {
         sse::run().await?;
+    }
+    if only.is_empty() || only == "10" {
+        traced::run().await?;
     }
     if only.is_empty() || only == "4" {
         lambda::run().await?;

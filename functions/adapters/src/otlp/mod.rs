@@ -146,7 +146,7 @@ impl Exporter {
             return;
         }
         let spans = std::mem::take(&mut self.batch);
-        let body = encode::request(&self.settings.resource, &spans).to_string();
+        let body = encode::request(&self.settings.resource, &spans);
         let mut post = self
             .client
             .post(&self.settings.endpoint)

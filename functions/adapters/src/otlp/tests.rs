@@ -111,16 +111,18 @@ fn spans_are_encoded_as_otlp_json() {
     let mut span = Open::start(&keep, parent.as_ref(), "attempt", SpanKind::Client);
     span.attr("failover.attempt", 2u32);
     span.attr("ticket.id", "t");
-    span.fail("backend answered 503");
+    span.fail("backend said \"no\"\n");
     span.end(&keep);
     let spans = keep.0.lock().unwrap();
     let resource = vec![("service.name".to_string(), "s".to_string())];
-    let json = encode::request(&resource, &spans);
+    let json: serde_json::Value =
+        serde_json::from_str(&encode::request(&resource, &spans)).unwrap();
     let s = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
     assert_eq!(s["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(s["parentSpanId"], "00f067aa0ba902b7");
     assert_eq!(s["kind"], 3);
     assert_eq!(s["status"]["code"], 2);
+    assert_eq!(s["status"]["message"], "backend said \"no\"\n");
     assert_eq!(s["traceState"], "k=v");
     assert_eq!(s["attributes"][0]["value"]["intValue"], "2");
     assert_eq!(s["attributes"][1]["value"]["stringValue"], "t");
