@@ -217,3 +217,47 @@ async fn a_large_answer_is_referred_to_by_the_notification_not_carried() {
     let answer = app.get(&format!("/tickets/{id}/result")).await;
     assert_eq!(answer.bytes().await.unwrap().len(), big.len());
 }
+
+/// Local mode's topic log keeps what an email and an SMS subscriber would
+/// get: readable texts with the ticket's outcome, and no body.
+#[tokio::test]
+async fn the_topic_log_shows_the_email_and_sms_notices() {
+    let app = spawn_app_with(
+        test_policy(),
+        Behaviour::status(422, r#"{"error":"card 4111111111111111 declined"}"#),
+    )
+    .await;
+    let r = app
+        .post_async(r#"{"card": "4111111111111111"}"#)
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<Value>().await.unwrap()["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.wait_terminal(&id).await;
+    let published = app.store.publications().await.unwrap();
+    let notice = published[0].notice.clone().expect("a notice");
+    assert_eq!(notice.subject, format!("Request {id} failed"));
+    assert_eq!(
+        notice.sms,
+        format!("Request failed (rejected): /tickets/{id}")
+    );
+    assert!(
+        notice
+            .email
+            .starts_with(&format!("Your request {id} was declined by the service.")),
+        "{}",
+        notice.email
+    );
+    assert!(notice
+        .email
+        .contains("because it was sent to be processed in the background"));
+    for text in [&notice.subject, &notice.email, &notice.sms] {
+        assert!(!text.contains("4111"), "{text}");
+    }
+    // The event itself is unchanged: the JSON subscribers read.
+    let event: Value = serde_json::from_str(&published[0].body).unwrap();
+    assert_eq!(event["type"], "ticket.failed");
+}

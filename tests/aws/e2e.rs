@@ -34,7 +34,7 @@ pub(crate) async fn succeeded_subscriber(s: &Stack) -> String {
 }
 
 /// Subscribes a fresh queue to the topic, receiving only `status` events.
-async fn subscriber(s: &Stack, status: &str) -> String {
+pub(crate) async fn subscriber(s: &Stack, status: &str) -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let url = s
         .sqs

@@ -12,6 +12,7 @@ mod explore;
 mod faults;
 mod fleet;
 mod lanes;
+mod notices;
 mod routes;
 mod stack;
 mod traces;

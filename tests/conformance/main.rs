@@ -213,6 +213,7 @@ async fn sqlite_purges_what_is_past_its_retention() {
         status: "succeeded".into(),
         body: "{}".into(),
         traceparent: None,
+        notice: None,
     };
     s.publish(&event).await.unwrap();
     s.send("poison", NORMAL, Duration::ZERO).await.unwrap();

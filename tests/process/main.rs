@@ -378,14 +378,25 @@ async fn webhooks_ignore_proxy_variables() {
 #[tokio::test]
 async fn bad_configuration_stops_start_up_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = gateway(dir.path())
-        .env("SYNC_DEADLINE_MS", "soon")
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("SYNC_DEADLINE_MS"), "{err}");
+    for (vars, named) in [
+        (vec![("SYNC_DEADLINE_MS", "soon")], "SYNC_DEADLINE_MS"),
+        (
+            vec![("NOTICE_TEMPLATE_SMS", "Request {nope}")],
+            "NOTICE_TEMPLATE_SMS",
+        ),
+        (
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ],
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
+    ] {
+        let out = gateway(dir.path()).envs(vars).output().await.unwrap();
+        assert!(!out.status.success(), "{named}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{err}");
+    }
 }
 
 /// A routes file with a mistake stops the binary, naming the file, the

@@ -630,6 +630,43 @@ fn traces_go_to_the_collector_layer_when_one_is_given() {
     assert_eq!(read(&endpoint[2]), None);
 }
 
+/// The worker's notices link to the API (its own URL unless a public one
+/// is given), and the default SMS fits one segment in any region.
+#[test]
+fn notices_link_to_the_api_and_fit_in_any_region() {
+    let t = template();
+    let vars = at(
+        &t,
+        &[
+            "Resources",
+            "WorkerFunction",
+            "Properties",
+            "Environment",
+            "Variables",
+        ],
+    );
+    let base = tag(&vars["PUBLIC_BASE_URL"], "!If").expect("!If");
+    assert_eq!(base[0], "UsePublicBaseUrl");
+    let own = tag(&base[2], "!Sub").expect("!Sub");
+    let output = tag(at(&t, &["Outputs", "ApiUrl", "Value"]), "!Sub").expect("!Sub");
+    assert_eq!(own, output, "the notices' URL is the API's");
+    // The longest API id, region and partition suffix there are.
+    let longest = own
+        .as_str()
+        .unwrap()
+        .replace("${HttpApi}", "abcdefghij")
+        .replace("${AWS::Region}", "ap-southeast-5")
+        .replace("${AWS::URLSuffix}", "amazonaws.com.cn");
+    failover_core::notice::Notices::new(None, None, None, Some(&longest)).expect("fits");
+    for name in [
+        "NOTICE_TEMPLATE_SUBJECT",
+        "NOTICE_TEMPLATE_EMAIL",
+        "NOTICE_TEMPLATE_SMS",
+    ] {
+        assert!(tag(&vars[name], "!Ref").is_some(), "{name} is a parameter");
+    }
+}
+
 /// Each lane has its queue, redriving to its own dead-letter queue, polled
 /// by the worker through a mapping of its own; each function may send to
 /// what it sends to (the API: every lane's queue, and it counts them for

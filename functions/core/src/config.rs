@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::lane::Lanes;
+use crate::notice::Notices;
 use crate::schedule::NotifySchedule;
 use crate::webhook::WebhookSecret;
 
@@ -86,6 +87,9 @@ pub struct Policy {
     pub drain_ramp: Duration,
     /// `PRIORITY_RULES`, `LANE_WINDOWS`, `LANE_AGEING_S`, `ALLOW_CLIENT_LANE`.
     pub lanes: Arc<Lanes>,
+    /// The email and SMS texts of terminal events (`NOTICE_TEMPLATE_*`,
+    /// `PUBLIC_BASE_URL`).
+    pub notices: Arc<Notices>,
 }
 
 impl Policy {
@@ -128,8 +132,42 @@ impl Default for Policy {
             drain_max_rps: 100,
             drain_ramp: Duration::from_secs(30),
             lanes: Arc::new(Lanes::default()),
+            notices: Arc::new(Notices::default()),
         }
     }
+}
+
+/// The notices, if any of their variables is set (else `base`'s).
+fn notices(
+    get: &dyn Fn(&str) -> Option<String>,
+    base: &Arc<Notices>,
+) -> Result<Arc<Notices>, ConfigError> {
+    let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    let names = [
+        "NOTICE_TEMPLATE_SUBJECT",
+        "NOTICE_TEMPLATE_EMAIL",
+        "NOTICE_TEMPLATE_SMS",
+        "PUBLIC_BASE_URL",
+    ];
+    let [subject, email, sms, base_url] = names.map(set);
+    if [&subject, &email, &sms, &base_url]
+        .iter()
+        .all(|v| v.is_none())
+    {
+        return Ok(base.clone());
+    }
+    Notices::new(
+        subject.as_deref(),
+        email.as_deref(),
+        sms.as_deref(),
+        base_url.as_deref(),
+    )
+    .map(Arc::new)
+    .map_err(|e| ConfigError {
+        name: e.name,
+        value: set(e.name).unwrap_or_default(),
+        problem: e.problem,
+    })
 }
 
 /// A variable that is set but cannot be used. Start-up stops with this text.
@@ -256,6 +294,7 @@ impl Policy {
         let lanes = lanes(&r, &base.lanes)?;
         let p = Policy {
             lanes,
+            notices: notices(get, &base.notices)?,
             sync_deadline: r.millis("SYNC_DEADLINE_MS", base.sync_deadline)?,
             error_rate_threshold: r.rate("ERROR_RATE_THRESHOLD", base.error_rate_threshold)?,
             slow_call: r.millis("SLOW_CALL_MS", base.slow_call)?,

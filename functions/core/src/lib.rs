@@ -34,6 +34,7 @@ pub mod idempotency;
 pub mod lane;
 pub mod message;
 pub mod metrics;
+pub mod notice;
 pub mod operator;
 pub mod ports;
 pub mod route;

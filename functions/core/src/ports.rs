@@ -287,6 +287,8 @@ pub struct TopicEvent {
     pub status: String,
     /// The publishing span's `traceparent`: a message attribute.
     pub traceparent: Option<String>,
+    /// What email and SMS subscribers get instead of `body`.
+    pub notice: Option<crate::notice::Notice>,
     pub body: String,
 }
 

@@ -54,6 +54,7 @@ impl Worker {
                 status: current.status.as_str().to_string(),
                 body: event_message(&event.payload, event.answer_elided, &current),
                 traceparent: Some(span.context().traceparent()),
+                notice: Some(self.policy.notices.render(&current)),
             };
             let error = self.notifiers.topic.publish(&topic).await.err();
             let error = error.map(|e| e.to_string());

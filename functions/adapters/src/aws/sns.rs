@@ -1,5 +1,10 @@
 //! Terminal events to an SNS topic, with the `event_type` and `status`
 //! message attributes that subscription filter policies match on.
+//!
+//! With a notice, the message is per protocol (`MessageStructure: json`):
+//! `email` and `sms` subscribers get its texts (and email its subject),
+//! every other protocol (`sqs`, `lambda`, `https`, ...) the JSON event as
+//! `default`, unchanged.
 
 use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -32,11 +37,22 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, NotifyError> {
 #[async_trait]
 impl EventPublisher for SnsPublisher {
     async fn publish(&self, event: &TopicEvent) -> Result<(), NotifyError> {
-        let mut publish = self
-            .client
-            .publish()
-            .topic_arn(&self.topic_arn)
-            .message(&event.body)
+        let mut publish = self.client.publish().topic_arn(&self.topic_arn);
+        publish = match &event.notice {
+            None => publish.message(&event.body),
+            Some(n) => {
+                let per_protocol = serde_json::json!({
+                    "default": event.body,
+                    "email": n.email,
+                    "sms": n.sms,
+                });
+                publish
+                    .message(per_protocol.to_string())
+                    .message_structure("json")
+                    .subject(&n.subject)
+            }
+        };
+        publish = publish
             .message_attributes("event_type", attribute(&event.event_type)?)
             .message_attributes("status", attribute(&event.status)?);
         if let Some(tp) = &event.traceparent {

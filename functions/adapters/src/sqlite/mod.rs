@@ -75,7 +75,10 @@ CREATE TABLE IF NOT EXISTS publications (
     event_type TEXT NOT NULL,
     status TEXT NOT NULL,
     body TEXT NOT NULL,
-    published_at INTEGER NOT NULL
+    published_at INTEGER NOT NULL,
+    subject TEXT,
+    email TEXT,
+    sms TEXT
 );
 CREATE INDEX IF NOT EXISTS publications_age ON publications (published_at);
 CREATE TABLE IF NOT EXISTS drills (
@@ -96,12 +99,16 @@ CREATE TABLE IF NOT EXISTS breaker_resets (
 "#;
 
 /// Columns added since the first schema, to databases made before them:
-/// a message from before lanes is `normal`, waiting since it was sent.
-const ADDED: [(&str, &str, &str); 4] = [
+/// a message from before lanes is `normal`, waiting since it was sent; a
+/// publication from before notices has none.
+const ADDED: [(&str, &str, &str); 7] = [
     ("queue", "lane", "INTEGER NOT NULL DEFAULT 1"),
     ("queue", "since_at", "INTEGER NOT NULL DEFAULT 0"),
     ("dead_letters", "lane", "INTEGER NOT NULL DEFAULT 1"),
     ("dead_letters", "since_at", "INTEGER NOT NULL DEFAULT 0"),
+    ("publications", "subject", "TEXT"),
+    ("publications", "email", "TEXT"),
+    ("publications", "sms", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -162,6 +169,8 @@ pub struct Publication {
     pub event_type: String,
     pub status: String,
     pub body: String,
+    /// What an email and an SMS subscriber would get.
+    pub notice: Option<failover_core::notice::Notice>,
 }
 
 #[derive(Clone)]
@@ -252,15 +261,31 @@ impl SqliteStore {
     pub async fn publications(&self) -> Result<Vec<Publication>, StoreError> {
         self.read(|c| {
             let mut stmt = c
-                .prepare("SELECT event_id, event_type, status, body FROM publications ORDER BY seq")
+                .prepare(
+                    "SELECT event_id, event_type, status, body, subject, email, sms
+                     FROM publications ORDER BY seq",
+                )
                 .map_err(unavailable)?;
             let rows = stmt
                 .query_map([], |r| {
+                    let texts: (Option<String>, Option<String>, Option<String>) =
+                        (r.get(4)?, r.get(5)?, r.get(6)?);
+                    let notice = match texts {
+                        (Some(subject), Some(email), Some(sms)) => {
+                            Some(failover_core::notice::Notice {
+                                subject,
+                                email,
+                                sms,
+                            })
+                        }
+                        _ => None,
+                    };
                     Ok(Publication {
                         event_id: r.get(0)?,
                         event_type: r.get(1)?,
                         status: r.get(2)?,
                         body: r.get(3)?,
+                        notice,
                     })
                 })
                 .map_err(unavailable)?;

@@ -229,24 +229,40 @@ impl IdempotencyStore for SqliteStore {
     }
 }
 
-/// Local mode's topic: the publication is logged and kept in the file.
+/// Local mode's topic: the publication is logged and kept in the file,
+/// with what an email and an SMS subscriber would get.
 #[async_trait]
 impl EventPublisher for SqliteStore {
     async fn publish(&self, event: &TopicEvent) -> Result<(), NotifyError> {
         let e = event.clone();
         let now = self.now();
+        let (subject, email, sms) = match e.notice.clone() {
+            Some(n) => (Some(n.subject), Some(n.email), Some(n.sms)),
+            None => (None, None, None),
+        };
         tracing::info!(
             event_id = %e.event_id,
             event_type = %e.event_type,
             status = %e.status,
+            sms = sms.as_deref().unwrap_or(""),
             "topic publication (local mode: recorded in the store)"
         );
         self.write(move |c| {
             // The same event published twice (a retried delivery) is one row.
             c.execute(
-                "INSERT OR IGNORE INTO publications (event_id, event_type, status, body, published_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![e.event_id, e.event_type, e.status, e.body, now],
+                "INSERT OR IGNORE INTO publications
+                   (event_id, event_type, status, body, published_at, subject, email, sms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    e.event_id,
+                    e.event_type,
+                    e.status,
+                    e.body,
+                    now,
+                    subject,
+                    email,
+                    sms
+                ],
             )
             .map_err(unavailable)
             .map(|_| ())
