@@ -308,21 +308,18 @@ fn variables_read() -> BTreeSet<String> {
     }
 }
 
+/// The worker function's own variables.
+fn worker_variables(t: &Value) -> &Value {
+    let path = ["Resources", "WorkerFunction", "Properties", "Environment"];
+    at(t, &[&path[..], &["Variables"]].concat())
+}
+
 #[test]
 fn environment_variables_are_exactly_what_the_code_reads() {
     let t = template();
     let mut set: BTreeSet<String> = BTreeSet::new();
     let globals = at(&t, &["Globals", "Function", "Environment", "Variables"]);
-    let worker = at(
-        &t,
-        &[
-            "Resources",
-            "WorkerFunction",
-            "Properties",
-            "Environment",
-            "Variables",
-        ],
-    );
+    let worker = worker_variables(&t);
     for vars in [globals, worker] {
         for k in vars.as_mapping().expect("variables").keys() {
             set.insert(k.as_str().expect("name").to_string());
@@ -635,16 +632,7 @@ fn traces_go_to_the_collector_layer_when_one_is_given() {
 #[test]
 fn notices_link_to_the_api_and_fit_in_any_region() {
     let t = template();
-    let vars = at(
-        &t,
-        &[
-            "Resources",
-            "WorkerFunction",
-            "Properties",
-            "Environment",
-            "Variables",
-        ],
-    );
+    let vars = worker_variables(&t);
     let base = tag(&vars["PUBLIC_BASE_URL"], "!If").expect("!If");
     assert_eq!(base[0], "UsePublicBaseUrl");
     let own = tag(&base[2], "!Sub").expect("!Sub");
