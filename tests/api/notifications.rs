@@ -251,9 +251,10 @@ async fn the_topic_log_shows_the_email_and_sms_notices() {
         "{}",
         notice.email
     );
+    assert!(notice.email.contains("\nOutcome: failed (rejected)\n"));
     assert!(notice
         .email
-        .contains("because it was sent to be processed in the background"));
+        .contains("queued because it was sent to be processed in the background"));
     for text in [&notice.subject, &notice.email, &notice.sms] {
         assert!(!text.contains("4111"), "{text}");
     }

@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
+use failover_core::notice::Notice;
 use failover_core::ports::{EventPublisher, NotifyError, TopicEvent};
 
 #[derive(Clone)]
@@ -34,23 +35,22 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, NotifyError> {
         .map_err(|e| NotifyError(e.to_string()))
 }
 
+/// The message of `MessageStructure: json`: a text per protocol, the event
+/// for every protocol not named (`default`).
+fn per_protocol(event: &str, n: &Notice) -> String {
+    serde_json::json!({ "default": event, "email": n.email, "sms": n.sms }).to_string()
+}
+
 #[async_trait]
 impl EventPublisher for SnsPublisher {
     async fn publish(&self, event: &TopicEvent) -> Result<(), NotifyError> {
         let mut publish = self.client.publish().topic_arn(&self.topic_arn);
         publish = match &event.notice {
             None => publish.message(&event.body),
-            Some(n) => {
-                let per_protocol = serde_json::json!({
-                    "default": event.body,
-                    "email": n.email,
-                    "sms": n.sms,
-                });
-                publish
-                    .message(per_protocol.to_string())
-                    .message_structure("json")
-                    .subject(&n.subject)
-            }
+            Some(n) => publish
+                .message(per_protocol(&event.body, n))
+                .message_structure("json")
+                .subject(&n.subject),
         };
         publish = publish
             .message_attributes("event_type", attribute(&event.event_type)?)
@@ -64,5 +64,27 @@ impl EventPublisher for SnsPublisher {
             .await
             .map(|_| ())
             .map_err(|e| NotifyError(aws_sdk_sns::error::DisplayErrorContext(&e).to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_protocol_gets_its_text_and_the_rest_the_event() {
+        let event = r#"{"type":"ticket.failed","data":{"body":"a \"quoted\" line"}}"#;
+        let n = Notice {
+            subject: "Request x failed".into(),
+            email: "Your request x was declined.\n".into(),
+            sms: "Request failed (rejected): /tickets/x".into(),
+        };
+        let m: serde_json::Value = serde_json::from_str(&per_protocol(event, &n)).unwrap();
+        let keys: Vec<_> = m.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["default", "email", "sms"]);
+        // SNS takes only strings: the event goes as the exact text it was.
+        assert_eq!(m["default"].as_str(), Some(event));
+        assert_eq!(m["email"].as_str(), Some(n.email.as_str()));
+        assert_eq!(m["sms"].as_str(), Some(n.sms.as_str()));
     }
 }

@@ -44,8 +44,10 @@ pub const PLACEHOLDERS: [&str; 12] = [
 
 pub const DEFAULT_SUBJECT: &str = "Request {ticket_id} {status}";
 pub const DEFAULT_EMAIL: &str = "Your request {ticket_id} {outcome}.\n\n\
-It was accepted at {created_at} and queued because {why}. It finished at {finished_at}.\n\n\
-Its status and result: {status_url}\n";
+Outcome: {result}\n\
+Accepted: {created_at}, queued because {why}\n\
+Finished: {finished_at}\n\n\
+Status and result: {status_url}\n";
 pub const DEFAULT_SMS: &str = "Request {result}: {status_url}";
 
 /// What a person is told of a finished ticket, per protocol.

@@ -54,15 +54,14 @@ fn the_default_notices_say_what_happened_and_where_to_look() {
         "{}",
         notice.email
     );
-    assert!(
-        notice.email.contains("accepted at 2025-12-01 18:36:15 UTC"),
-        "{}",
-        notice.email
-    );
-    assert!(notice
-        .email
-        .contains("because the service did not answer in time"));
-    assert!(notice.email.contains("finished at 2025-12-01 18:37:45 UTC"));
+    let lines = [
+        "\nOutcome: succeeded\n",
+        "\nAccepted: 2025-12-01 18:36:15 UTC, queued because the service did not answer in time\n",
+        "\nFinished: 2025-12-01 18:37:45 UTC\n",
+    ];
+    for line in lines {
+        assert!(notice.email.contains(line), "{line} in {}", notice.email);
+    }
     assert!(notice
         .email
         .contains(&format!("https://api.example.com/tickets/{id}")));
@@ -85,6 +84,7 @@ fn the_default_notices_say_what_happened_and_where_to_look() {
         "{}",
         notice.email
     );
+    assert!(notice.email.contains("\nOutcome: failed (exhausted)\n"));
 }
 
 #[test]
