@@ -361,3 +361,21 @@ async fn a_ticket_whose_route_was_removed_fails_at_once() {
     assert_eq!(t.error.map(|e| e.kind), Some(ErrorKind::Unroutable));
     assert!(s.backend.0.lock().unwrap().is_empty());
 }
+
+/// A host copies only the headers the engine reads: those a route
+/// forwards, the lane's and the trace context's.
+#[tokio::test]
+async fn the_engine_names_the_headers_it_reads() {
+    let s = setup();
+    for name in [
+        "authorization",
+        "traceparent",
+        "tracestate",
+        "failover-lane",
+    ] {
+        assert!(s.engine.reads_header(name), "{name}");
+    }
+    for name in ["cookie", "host", "content-length", "x-forwarded-for"] {
+        assert!(!s.engine.reads_header(name), "{name}");
+    }
+}

@@ -377,6 +377,7 @@ impl<S: Ports> Backend for Chaos<S> {
         let (method, url) = (req.method.to_string(), req.url.to_string());
         let (headers, content_type) = (req.headers.to_vec(), req.content_type.to_string());
         let trace = req.trace.cloned();
+        let keep = req.response_headers.to_vec();
         let op = async move {
             let req = BackendRequest {
                 ticket_id: &id,
@@ -387,6 +388,7 @@ impl<S: Ports> Backend for Chaos<S> {
                 body: &body,
                 content_type: &content_type,
                 trace: trace.as_ref(),
+                response_headers: &keep,
             };
             backend.call(req).await
         };

@@ -91,10 +91,11 @@ impl Backend for HttpBackend {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        // Every header as text; the route keeps the ones it passes on.
+        // The headers the route passes on, as text (names are lower case).
         let headers = resp
             .headers()
             .iter()
+            .filter(|(n, _)| req.response_headers.iter().any(|k| k == n.as_str()))
             .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
         let max = self.max_answer;

@@ -139,9 +139,12 @@ pub async fn submit(
             )));
         }
     }
-    // The route decides which of these reach the backend.
+    // The route decides which of these reach the backend; only those the
+    // engine reads are copied.
+    let engine = &state.engine;
     let forwardable = headers
         .iter()
+        .filter(|(name, _)| engine.reads_header(name.as_str()))
         .filter_map(|(name, value)| {
             Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
         })

@@ -75,7 +75,9 @@ pub struct Submission {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
-    /// Request headers, names in lower case (the route picks what goes on).
+    /// Request headers, names in lower case (the route picks what goes on;
+    /// a host may leave out those the engine never reads:
+    /// [`Engine::reads_header`]).
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub content_type: String,
@@ -186,6 +188,9 @@ pub struct Engine {
     /// Ticket writes of this process, if its store announces them
     /// ([`crate::changes`]).
     changes: Option<Arc<crate::changes::Changes>>,
+    /// The request headers anything here reads (lower case): those some
+    /// route forwards, the lane's and the trace context's.
+    read_headers: Vec<String>,
 }
 
 fn secs_ceil(ms: u64) -> u64 {
@@ -203,6 +208,18 @@ impl Engine {
                 (r.name.clone(), max, Arc::new(Semaphore::new(max)))
             })
             .collect();
+        let mut read_headers: Vec<String> = ["traceparent", "tracestate", crate::lane::LANE_HEADER]
+            .map(String::from)
+            .into_iter()
+            .chain(
+                deps.routes
+                    .routes()
+                    .iter()
+                    .flat_map(|r| r.forward_headers.clone()),
+            )
+            .collect();
+        read_headers.sort();
+        read_headers.dedup();
         Self {
             policy,
             deps,
@@ -211,7 +228,17 @@ impl Engine {
             followers: TaskTracker::new(),
             drills: None,
             changes: None,
+            read_headers,
         }
+    }
+
+    /// Whether a request header (lower case) is ever read: forwarded by a
+    /// route, or the lane's or trace context's. The others need not be
+    /// copied into a [`Submission`].
+    pub fn reads_header(&self, name: &str) -> bool {
+        self.read_headers
+            .binary_search_by(|h| h.as_str().cmp(name))
+            .is_ok()
     }
 
     /// Obeys the drills in `store`, read once per health-cache period.
@@ -340,9 +367,11 @@ impl Engine {
 
     async fn submit_whole(self: Arc<Self>, mut sub: Submission) -> Result<Submitted, SubmitError> {
         let resolved = self.resolve(&mut sub);
-        let name = match &resolved {
-            Ok(t) => format!("{} {}", sub.method, t.route.path),
-            Err(_) => sub.method.clone(),
+        // Named only if it is recorded (an unused name is an allocation).
+        let name = match (&resolved, self.deps.tracer.enabled()) {
+            (_, false) => String::new(),
+            (Ok(t), true) => format!("{} {}", sub.method, t.route.path),
+            (Err(_), true) => sub.method.clone(),
         };
         let mut span = self.server_span(&sub, name);
         let result = match resolved {

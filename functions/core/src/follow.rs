@@ -28,7 +28,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 
 use crate::attempt::{conclude, end_span, judge, Next};
@@ -40,9 +39,13 @@ use crate::ports::{BackendError, BackendResponse};
 use crate::ticket::{CapturedRequest, Ticket, TicketId};
 use crate::trace::{Open, TraceContext, Tracer};
 
-/// A backend call running as a task of its own, so that it can outlive the
-/// request that started it. Dropping it cancels the call.
-pub(crate) struct Call(JoinHandle<Result<BackendResponse, BackendError>>);
+/// A backend call that can outlive the request that started it: polled
+/// where it was started (no task, no thread hop, for the common call that
+/// answers in time), then by the follower's task. Dropping it cancels the
+/// call.
+pub(crate) struct Call(Pin<Box<dyn Future<Output = CallResult> + Send>>);
+
+type CallResult = Result<BackendResponse, BackendError>;
 
 impl Call {
     /// Calls the backend in the span `trace`.
@@ -53,25 +56,17 @@ impl Call {
         trace: TraceContext,
     ) -> Self {
         let (backend, routes, req) = (deps.backend.clone(), deps.routes.clone(), req.clone());
-        Self(tokio::spawn(async move {
+        Self(Box::pin(async move {
             crate::route::call(backend.as_ref(), &routes, &ticket_id, &req, Some(&trace)).await
         }))
     }
 }
 
 impl Future for Call {
-    type Output = Result<BackendResponse, BackendError>;
+    type Output = CallResult;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|joined| joined.unwrap_or_else(|e| Err(BackendError(format!("call failed: {e}")))))
-    }
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        self.0.abort();
+        self.0.as_mut().poll(cx)
     }
 }
 

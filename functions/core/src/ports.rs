@@ -255,6 +255,9 @@ pub struct BackendRequest<'a> {
     /// The calling span: sent as `traceparent` (and `tracestate`), in
     /// place of any the route forwards.
     pub trace: Option<&'a crate::trace::TraceContext>,
+    /// The response headers its route passes on (lower case): an adapter
+    /// need not keep the others.
+    pub response_headers: &'a [String],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,9 @@
 use anyhow::Context;
 use failover_local::config::LocalConfig;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     failover_local::run::init_tracing();

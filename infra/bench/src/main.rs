@@ -21,7 +21,9 @@
 //!
 //! 10. tracing: the sync path with spans exported over OTLP vs without.
 //!
-//! `BENCH_ONLY=1..10` runs one part. Only loopback addresses are used; every
+//! 11. the sync path vs nginx as a reverse proxy, under `wrk`.
+//!
+//! `BENCH_ONLY=1..11` runs one part. Only loopback addresses are used; every
 //! loop is bounded in count.
 
 mod chaos;
@@ -29,6 +31,7 @@ mod gate;
 mod lambda;
 mod lanes;
 mod load;
+mod proxy;
 mod routing;
 mod sse;
 mod traced;
@@ -334,6 +337,10 @@ async fn drain() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The allocator the gateway's binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     println!(
@@ -370,6 +377,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.is_empty() || only == "10" {
         traced::run().await?;
+    }
+    if only.is_empty() || only == "11" {
+        proxy::run().await?;
     }
     if only.is_empty() || only == "4" {
         lambda::run().await?;

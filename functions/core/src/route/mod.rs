@@ -265,6 +265,7 @@ pub async fn call(
         body: &req.body,
         content_type: &req.content_type,
         trace,
+        response_headers: &route.response_headers,
     };
     let mut answer = backend.call(request).await?;
     answer

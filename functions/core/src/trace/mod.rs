@@ -90,8 +90,14 @@ fn hex_to<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lower-case hex of `bytes` into `out` (a header per request: no
+/// formatting machinery).
+fn hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
 }
 
 /// A `tracestate` worth passing on: printable ASCII, within the cap.
@@ -162,12 +168,14 @@ impl TraceContext {
 
     /// `traceparent` for this span.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            self.flags
-        )
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        hex(&mut out, &self.trace_id);
+        out.push('-');
+        hex(&mut out, &self.span_id);
+        out.push('-');
+        hex(&mut out, &[self.flags]);
+        out
     }
 
     /// The two headers to send on a call made in this span.
