@@ -180,14 +180,6 @@ impl Notices {
         Ok(notices)
     }
 
-    /// The same templates, with this public address (local mode's own,
-    /// when none is configured).
-    pub fn with_base_url(mut self, base_url: &str) -> Result<Self, BadTemplate> {
-        self.base_url = Some(base_url.trim_end_matches('/').to_string());
-        self.check()?;
-        Ok(self)
-    }
-
     /// The longest value of each placeholder.
     fn longest(&self) -> Vec<usize> {
         let max = |it: &mut dyn Iterator<Item = usize>| it.max().unwrap_or(0);

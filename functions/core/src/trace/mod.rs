@@ -29,7 +29,7 @@
 
 mod span;
 
-pub use span::{now_ns, NoTracer, Open, Span, SpanKind, Tracer, Value};
+pub use span::{NoTracer, Open, Span, SpanKind, Tracer, Value};
 
 use serde::{Deserialize, Serialize};
 

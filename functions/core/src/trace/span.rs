@@ -107,7 +107,7 @@ impl Tracer for NoTracer {
 
 /// The wall clock in Unix nanoseconds (spans from different processes
 /// line up on it).
-pub fn now_ns() -> u64 {
+fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
